@@ -1,0 +1,248 @@
+"""RecordBatch v2 (magic 2), the unit Strom stores and serves byte-for-byte.
+
+Byte layout (big-endian), 61-byte header then the records:
+
+    offset  size  field
+    0       8     base_offset            patched by the broker on append
+    8       4     batch_length           bytes after this field (total - 12)
+    12      4     partition_leader_epoch
+    16      1     magic                  must be 2
+    17      4     crc                    CRC-32C of bytes 21..end (unsigned)
+    21      2     attributes             bits 0-2 codec, 3 timestamp type,
+                                         4 transactional, 5 control,
+                                         6 has delete horizon
+    23      4     last_offset_delta
+    27      8     base_timestamp
+    35      8     max_timestamp          patched for LogAppendTime
+    43      8     producer_id
+    51      2     producer_epoch
+    53      4     base_sequence
+    57      4     records_count
+    61      ...   records, compressed as a whole when the codec is not none
+
+Because the CRC starts at `attributes`, patching base_offset or
+partition_leader_epoch never invalidates it; patching max_timestamp does, so
+`patch_max_timestamp` recomputes it.
+"""
+
+import struct
+from dataclasses import dataclass
+from enum import IntEnum
+
+from crc32c import crc32c
+
+from strom.records import codecs
+from strom.records.errors import CorruptRecordError, InvalidRecordError
+from strom.records.record import Record, decode_records, encode_record
+
+BATCH_HEADER_SIZE = 61
+LOG_OVERHEAD = 12  # base_offset + batch_length precede the counted bytes
+MAGIC = 2
+NO_PRODUCER_ID = -1
+NO_TIMESTAMP = -1
+
+_HEADER = struct.Struct(">qiibIhiqqqhii")
+_OFFSET_AND_LENGTH = struct.Struct(">qi")
+_Q = struct.Struct(">q")
+_I = struct.Struct(">I")
+
+
+class Compression(IntEnum):
+    NONE = codecs.NONE
+    GZIP = codecs.GZIP
+    SNAPPY = codecs.SNAPPY
+    LZ4 = codecs.LZ4
+    ZSTD = codecs.ZSTD
+
+
+class TimestampType(IntEnum):
+    CREATE_TIME = 0
+    LOG_APPEND_TIME = 1
+
+
+@dataclass(frozen=True, slots=True)
+class BatchHeader:
+    base_offset: int
+    batch_length: int
+    partition_leader_epoch: int
+    magic: int
+    crc: int
+    attributes: int
+    last_offset_delta: int
+    base_timestamp: int
+    max_timestamp: int
+    producer_id: int
+    producer_epoch: int
+    base_sequence: int
+    records_count: int
+
+    @classmethod
+    def parse(cls, buf, pos: int = 0) -> "BatchHeader":
+        if len(buf) - pos < BATCH_HEADER_SIZE:
+            raise CorruptRecordError(
+                f"batch header needs {BATCH_HEADER_SIZE} bytes, {len(buf) - pos} left"
+            )
+        return cls(*_HEADER.unpack_from(buf, pos))
+
+    @property
+    def size(self) -> int:
+        return self.batch_length + LOG_OVERHEAD
+
+    @property
+    def last_offset(self) -> int:
+        return self.base_offset + self.last_offset_delta
+
+    @property
+    def next_offset(self) -> int:
+        return self.base_offset + self.last_offset_delta + 1
+
+    @property
+    def compression(self) -> Compression:
+        return Compression(self.attributes & 0x07)
+
+    @property
+    def timestamp_type(self) -> TimestampType:
+        return TimestampType((self.attributes >> 3) & 1)
+
+    @property
+    def is_transactional(self) -> bool:
+        return bool(self.attributes & 0x10)
+
+    @property
+    def is_control(self) -> bool:
+        return bool(self.attributes & 0x20)
+
+    @property
+    def has_producer_id(self) -> bool:
+        return self.producer_id != NO_PRODUCER_ID
+
+
+def batch_size_at(buf, pos: int) -> int | None:
+    """Total size of the batch starting at `pos`, or None if its length field
+    is not fully inside `buf`."""
+    if len(buf) - pos < LOG_OVERHEAD:
+        return None
+    return _OFFSET_AND_LENGTH.unpack_from(buf, pos)[1] + LOG_OVERHEAD
+
+
+def validate_batch(buf, pos: int = 0, *, strict: bool = False) -> BatchHeader:
+    """Check one batch at `pos` of `buf` and return its header.
+
+    Checks length, magic, CRC-32C and delta consistency. `strict` adds the
+    rules for batches fresh from a producer: offset deltas must be dense
+    (last_offset_delta == records_count - 1), which compacted batches break.
+    """
+    header = BatchHeader.parse(buf, pos)
+    if header.batch_length < BATCH_HEADER_SIZE - LOG_OVERHEAD:
+        raise CorruptRecordError(f"batch length {header.batch_length} is below the header size")
+    end = pos + header.size
+    if end > len(buf):
+        raise CorruptRecordError(
+            f"batch of {header.size} bytes is truncated at {len(buf) - pos} bytes"
+        )
+    if header.magic != MAGIC:
+        raise InvalidRecordError(f"magic {header.magic} is not supported, only 2")
+    actual = crc32c(memoryview(buf)[pos + 21 : end])
+    if actual != header.crc:
+        raise CorruptRecordError(f"CRC-32C mismatch: header {header.crc:#010x}, data {actual:#010x}")
+    if header.attributes & 0x07 > Compression.ZSTD:
+        raise InvalidRecordError(f"unknown compression codec {header.attributes & 0x07}")
+    if header.records_count < 0 or header.last_offset_delta < 0:
+        raise InvalidRecordError("negative records count or last offset delta")
+    if header.records_count > 0 and header.last_offset_delta < header.records_count - 1:
+        raise InvalidRecordError(
+            f"last offset delta {header.last_offset_delta} is below "
+            f"records count {header.records_count} - 1"
+        )
+    if strict:
+        if header.records_count == 0:
+            raise InvalidRecordError("batch holds no records")
+        if header.last_offset_delta != header.records_count - 1:
+            raise InvalidRecordError(
+                f"last offset delta {header.last_offset_delta} does not match "
+                f"records count {header.records_count}"
+            )
+    return header
+
+
+def iter_batches(buf, pos: int = 0, end: int | None = None):
+    """Yield (position, header) for each complete batch in buf[pos:end].
+
+    Stops quietly at a trailing partial batch; does not check CRCs.
+    """
+    end = len(buf) if end is None else end
+    while end - pos >= BATCH_HEADER_SIZE:
+        header = BatchHeader.parse(buf, pos)
+        if header.batch_length < BATCH_HEADER_SIZE - LOG_OVERHEAD or pos + header.size > end:
+            return
+        yield pos, header
+        pos += header.size
+
+
+def patch_base_offset(batch: bytearray | memoryview, base_offset: int, pos: int = 0) -> None:
+    _Q.pack_into(batch, pos, base_offset)
+
+
+def patch_max_timestamp(batch: bytearray | memoryview, max_timestamp: int, pos: int = 0) -> None:
+    """Set max_timestamp and the LogAppendTime bit, then re-sign the batch."""
+    header = BatchHeader.parse(batch, pos)
+    struct.pack_into(">h", batch, pos + 21, header.attributes | 0x08)
+    _Q.pack_into(batch, pos + 35, max_timestamp)
+    end = pos + header.size
+    _I.pack_into(batch, pos + 17, crc32c(memoryview(batch)[pos + 21 : end]))
+
+
+def batch_records(buf, pos: int = 0) -> list[Record]:
+    """Decode (and decompress) the records of the batch at `pos`."""
+    header = BatchHeader.parse(buf, pos)
+    body = memoryview(buf)[pos + BATCH_HEADER_SIZE : pos + header.size]
+    if header.compression != Compression.NONE:
+        body = codecs.decompress(header.compression, body)
+    return decode_records(body, header)
+
+
+def build_batch(
+    records: list[Record],
+    *,
+    base_offset: int = 0,
+    compression: int = Compression.NONE,
+    timestamp_type: int = TimestampType.CREATE_TIME,
+    producer_id: int = NO_PRODUCER_ID,
+    producer_epoch: int = -1,
+    base_sequence: int = -1,
+    partition_leader_epoch: int = 0,
+    is_transactional: bool = False,
+    is_control: bool = False,
+    base_timestamp: int | None = None,
+) -> bytes:
+    """Encode records (with their `offset_delta` and `timestamp`) as one batch.
+
+    Records keep their own offset deltas, so a compacted batch keeps its
+    gaps; `Record.offset_delta` None means "position in the list".
+    """
+    if not records:
+        raise InvalidRecordError("a batch needs at least one record")
+    timestamps = [r.timestamp for r in records]
+    first_ts = min(timestamps) if base_timestamp is None else base_timestamp
+    max_ts = max(timestamps)
+    body = bytearray()
+    last_delta = 0
+    for i, r in enumerate(records):
+        delta = i if r.offset_delta is None else r.offset_delta
+        last_delta = max(last_delta, delta)
+        encode_record(body, r, delta, r.timestamp - first_ts)
+    payload = codecs.compress(compression, bytes(body))
+    attributes = (
+        int(compression)
+        | (int(timestamp_type) << 3)
+        | (0x10 if is_transactional else 0)
+        | (0x20 if is_control else 0)
+    )
+    out = bytearray(BATCH_HEADER_SIZE) + payload
+    _HEADER.pack_into(
+        out, 0, base_offset, len(out) - LOG_OVERHEAD, partition_leader_epoch, MAGIC, 0,
+        attributes, last_delta, first_ts, max_ts, producer_id, producer_epoch,
+        base_sequence, len(records),
+    )
+    _I.pack_into(out, 17, crc32c(memoryview(out)[21:]))
+    return bytes(out)

@@ -1,0 +1,42 @@
+"""Storage errors: typed here, mapped to Kafka error codes by the broker."""
+
+
+class StorageError(Exception):
+    pass
+
+
+class OffsetOutOfRangeError(StorageError):
+    def __init__(self, offset: int, log_start_offset: int, log_end_offset: int):
+        super().__init__(
+            f"offset {offset} is outside [{log_start_offset}, {log_end_offset}]"
+        )
+        self.offset = offset
+
+
+class RecordTooLargeError(StorageError):
+    pass
+
+
+class InvalidConfigError(StorageError):
+    pass
+
+
+class TopicExistsError(StorageError):
+    pass
+
+
+class UnknownTopicError(StorageError):
+    pass
+
+
+class InvalidPartitionsError(StorageError):
+    pass
+
+
+class LogWriteError(StorageError):
+    """A write or fsync failed. Sticky: the partition refuses further writes
+    rather than write around a hole it cannot account for."""
+
+
+class SuspectIndexError(StorageError):
+    """An index file fails its sanity checks; it is rebuilt from the log."""

@@ -1,0 +1,403 @@
+"""PartitionLog: one partition's ordered, offset-addressed log of batches.
+
+Segments are kept sorted by base offset; the last one is active and the
+only one appended to. Offsets: `log_start_offset` is the first offset a
+reader may ask for (it moves with retention and DeleteRecords and is
+persisted in `log-start-offset` when it points inside a segment);
+`log_end_offset` is the next offset to assign; on a single node the
+`high_watermark` equals the log end offset. `recovery_point` is the offset
+below which everything is fsynced.
+
+Threads: the broker's loop thread appends and reads; the flusher thread
+calls `flush()`; the maintenance thread applies retention and swaps in
+compacted segments. `_lock` guards the segment list and offsets and is held
+only briefly; `_flush_lock` keeps segments from being closed under an
+fsync in flight.
+"""
+
+import logging
+import threading
+import time
+from bisect import bisect_right
+from dataclasses import dataclass
+
+from strom.records.batch import (
+    BATCH_HEADER_SIZE,
+    BatchHeader,
+    batch_records,
+    patch_base_offset,
+    patch_max_timestamp,
+    validate_batch,
+)
+from strom.storage import files
+from strom.storage.config import LogConfig
+from strom.storage.errors import LogWriteError, OffsetOutOfRangeError, RecordTooLargeError
+from strom.storage.segment import Segment
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    base_offset: int
+    last_offset: int
+    log_append_time: int  # -1 unless the topic uses LogAppendTime
+    log_start_offset: int
+    headers: tuple[BatchHeader, ...]
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class PartitionLog:
+    def __init__(self, medium, directory: str, config: LogConfig | None = None, *,
+                 recovery_point: int | None = None, clean: bool = False,
+                 topic: str = "", partition: int = 0):
+        self.medium = medium
+        self.directory = directory
+        self.topic = topic
+        self.partition = partition
+        self.config = config or LogConfig()
+        self._lock = threading.RLock()
+        self._flush_lock = threading.Lock()
+        self._werr: LogWriteError | None = None
+        self._dir_dirty = False
+        self.unflushed_messages = 0
+        self.first_unflushed_ms: int | None = None
+        medium.makedirs(directory)
+        self.segments: list[Segment] = []
+        self.log_start_offset = 0
+        self._load(recovery_point, clean)
+
+    # -- loading and recovery ------------------------------------------------
+
+    def _load(self, recovery_point: int | None, clean: bool) -> None:
+        names = self.medium.listdir(self.directory)
+        bases = set()
+        for name in names:
+            parsed = files.parse_segment_name(name)
+            path = f"{self.directory}/{name}"
+            if parsed is None:
+                if name.endswith(files.TMP_SUFFIX):
+                    self.medium.remove(path)
+                continue
+            base, suffix = parsed
+            if suffix.endswith(files.CLEANED_SUFFIX) or suffix.endswith(files.TMP_SUFFIX):
+                self.medium.remove(path)  # an interrupted clean: the originals stand
+            elif suffix == files.LOG_SUFFIX + files.SWAP_SUFFIX:
+                # A complete cleaned replacement: finish the swap.
+                self.medium.rename(path, path[: -len(files.SWAP_SUFFIX)])
+                for s in (files.INDEX_SUFFIX, files.TIME_INDEX_SUFFIX):
+                    self.medium.remove(f"{self.directory}/{files.segment_name(base, s)}")
+                bases.add(base)
+                clean = False
+            elif suffix == files.LOG_SUFFIX:
+                bases.add(base)
+        for name in names:  # indexes whose log is gone are garbage
+            parsed = files.parse_segment_name(name)
+            if parsed and parsed[1] in (files.INDEX_SUFFIX, files.TIME_INDEX_SUFFIX) \
+                    and parsed[0] not in bases:
+                self.medium.remove(f"{self.directory}/{name}")
+        start_path = f"{self.directory}/{files.LOG_START_OFFSET_FILE}"
+        stored_start = int(self.medium.read(start_path)) if self.medium.exists(start_path) else 0
+        for base in sorted(bases):
+            self.segments.append(self._new_segment(base))
+        if not self.segments:
+            self.segments.append(self._new_segment(stored_start))
+            self._dir_dirty = True
+        first_to_recover = 0
+        if not clean and recovery_point is not None:
+            first_to_recover = max(bisect_right(self.bases, recovery_point) - 1, 0)
+        for i, seg in enumerate(self.segments):
+            if clean or i < first_to_recover:
+                seg.load()
+                continue
+            cut = seg.recover()
+            if cut:
+                log.warning("%s: recovery truncated %d bytes of segment %d; now ends at offset %d",
+                            self.directory, cut, seg.base_offset, seg.next_offset)
+                for later in self.segments[i + 1 :]:
+                    log.warning("%s: deleting segment %d after the truncation point",
+                                self.directory, later.base_offset)
+                    later.delete()
+                del self.segments[i + 1 :]
+                break
+        # A segment must start at or after the end of the one before it.
+        for prev, seg in zip(self.segments, self.segments[1:]):
+            if seg.base_offset < prev.next_offset:
+                raise LogWriteError(f"{self.directory}: segments overlap at {seg.base_offset}")
+        self.log_start_offset = max(stored_start, self.segments[0].base_offset)
+        self.recovery_point = self.log_end_offset
+        if not clean:
+            self.flush()
+
+    def _new_segment(self, base_offset: int) -> Segment:
+        return Segment(self.medium, self.directory, base_offset, self.config.index_interval_bytes)
+
+    @property
+    def bases(self) -> list[int]:
+        return [s.base_offset for s in self.segments]
+
+    @property
+    def active(self) -> Segment:
+        return self.segments[-1]
+
+    @property
+    def log_end_offset(self) -> int:
+        return self.segments[-1].next_offset
+
+    @property
+    def high_watermark(self) -> int:
+        return self.log_end_offset
+
+    @property
+    def size(self) -> int:
+        return sum(s.size for s in self.segments)
+
+    # -- appending -------------------------------------------------------------
+
+    def append(self, records, *, validate: bool = True, now: int | None = None) -> AppendResult:
+        """Append the batches in `records` (bytes as a producer sent them),
+        assigning offsets from the log end. Raises InvalidRecordError (the
+        log is unchanged), RecordTooLargeError, or a sticky LogWriteError."""
+        view = memoryview(records)
+        with self._lock:
+            if self._werr:
+                raise self._werr
+            offset = self.log_end_offset
+            buffers, headers, pos = [], [], 0
+            log_append_time = now if now is not None else now_ms()
+            while pos < len(view):
+                header = validate_batch(view, pos, strict=validate)
+                if header.size > self.config.max_message_bytes:
+                    raise RecordTooLargeError(
+                        f"batch of {header.size} bytes exceeds max.message.bytes "
+                        f"{self.config.max_message_bytes}"
+                    )
+                if self.config.log_append_time:
+                    batch = bytearray(view[pos : pos + header.size])
+                    patch_base_offset(batch, offset)
+                    patch_max_timestamp(batch, log_append_time)
+                    buffers.append(batch)
+                else:
+                    head = bytearray(view[pos : pos + BATCH_HEADER_SIZE])
+                    patch_base_offset(head, offset)
+                    buffers += (head, view[pos + BATCH_HEADER_SIZE : pos + header.size])
+                    batch = head
+                header = BatchHeader.parse(batch)
+                headers.append(header)
+                offset = header.next_offset
+                pos += header.size
+            if not headers:
+                raise RecordTooLargeError("no record batch in the produce data")
+            self._maybe_roll(pos, headers[0], headers[-1].last_offset)
+            rel, positioned = 0, []
+            for h in headers:
+                positioned.append((rel, h))
+                rel += h.size
+            try:
+                self.active.append(buffers, positioned)
+            except OSError as e:
+                self._werr = LogWriteError(f"{self.directory}: write failed: {e}")
+                log.error("%s", self._werr)
+                raise self._werr from e
+            self.unflushed_messages += sum(h.last_offset_delta + 1 for h in headers)
+            if self.first_unflushed_ms is None:
+                self.first_unflushed_ms = now_ms()
+            return AppendResult(
+                headers[0].base_offset, headers[-1].last_offset,
+                log_append_time if self.config.log_append_time else -1,
+                self.log_start_offset, tuple(headers),
+            )
+
+    def _maybe_roll(self, incoming: int, first: BatchHeader, last_offset: int) -> None:
+        seg = self.active
+        if seg.is_empty:
+            return
+        too_big = seg.size + incoming > self.config.segment_bytes
+        too_old = (first.max_timestamp if first.max_timestamp >= 0 else now_ms()) - (
+            seg.first_batch_timestamp if seg.first_batch_timestamp is not None else seg.created_ms
+        ) > self.config.segment_ms
+        overflow = last_offset - seg.base_offset > 0x7FFFFFFF
+        if too_big or too_old or overflow:
+            self.roll()
+
+    def roll(self) -> Segment:
+        with self._lock:
+            if self.active.is_empty:
+                return self.active
+            self.segments.append(self._new_segment(self.log_end_offset))
+            self._dir_dirty = True
+            return self.active
+
+    # -- reading ---------------------------------------------------------------
+
+    def read(self, offset: int, max_bytes: int, *, min_one: bool = True) -> bytes:
+        """Whole batches from the one holding `offset`, up to `max_bytes`
+        (at least one when `min_one`). Empty at the log end."""
+        with self._lock:
+            end = self.log_end_offset
+            if offset < self.log_start_offset or offset > end:
+                raise OffsetOutOfRangeError(offset, self.log_start_offset, end)
+            i = max(bisect_right(self.bases, offset) - 1, 0)
+            for seg in self.segments[i:]:
+                data = seg.read(max(offset, seg.base_offset), max_bytes, min_one)
+                if data:
+                    return data
+            return b""
+
+    def offset_for_timestamp(self, timestamp: int) -> tuple[int, int] | None:
+        """(offset, timestamp) of the first record at or after `timestamp`."""
+        with self._lock:
+            for seg in self.segments:
+                if seg.max_timestamp >= timestamp:
+                    found = seg.offset_for_timestamp(timestamp)
+                    if found and found[0] >= self.log_start_offset:
+                        return found
+                    if found:
+                        return self.log_start_offset, found[1]
+            return None
+
+    def max_timestamp_offset(self) -> tuple[int, int] | None:
+        """(offset, timestamp) of the record with the largest timestamp."""
+        with self._lock:
+            live = [s for s in self.segments if s.max_timestamp >= 0]
+            if not live:
+                return None
+            seg = max(reversed(live), key=lambda s: s.max_timestamp)
+            target = seg.max_timestamp
+            for _, header, raw in seg.batches():
+                if header.max_timestamp == target:
+                    if header.timestamp_type == 1:
+                        return header.last_offset, target
+                    for r in batch_records(raw):
+                        if r.timestamp == target:
+                            return r.offset, target
+            return None
+
+    # -- durability --------------------------------------------------------------
+
+    def flush(self) -> int:
+        """fsync everything appended so far; return the new recovery point."""
+        with self._flush_lock:
+            with self._lock:
+                target = self.log_end_offset
+                segs = [s for s in self.segments if s.next_offset > self.recovery_point
+                        or s is self.active]
+                dir_dirty, self._dir_dirty = self._dir_dirty, False
+                pending = self.unflushed_messages
+                self.unflushed_messages = 0
+                self.first_unflushed_ms = None
+            if target <= self.recovery_point and not dir_dirty and not pending:
+                return self.recovery_point
+            try:
+                for s in segs:
+                    s.sync()
+                if dir_dirty:
+                    self.medium.sync_dir(self.directory)
+            except OSError as e:
+                with self._lock:
+                    self._werr = LogWriteError(f"{self.directory}: fsync failed: {e}")
+                log.error("%s", self._werr)
+                raise self._werr from e
+            with self._lock:
+                self.recovery_point = max(self.recovery_point, target)
+            return self.recovery_point
+
+    def needs_flush(self, now: int) -> bool:
+        """Whether flush.messages or flush.ms call for an fsync now."""
+        if not self.unflushed_messages:
+            return False
+        if self.unflushed_messages >= self.config.flush_messages:
+            return True
+        started = self.first_unflushed_ms
+        return started is not None and now - started >= self.config.flush_ms
+
+    # -- retention, truncation -----------------------------------------------
+
+    def _delete_prefix(self, count: int, reason: str) -> int:
+        """Delete the first `count` segments (never the active one)."""
+        count = min(count, len(self.segments) - 1)
+        if count <= 0:
+            return 0
+        with self._flush_lock, self._lock:
+            doomed = self.segments[:count]
+            del self.segments[:count]
+            self.log_start_offset = max(self.log_start_offset, self.segments[0].base_offset)
+        for seg in doomed:
+            log.info("%s: deleting segment %d (%s)", self.directory, seg.base_offset, reason)
+            seg.delete()
+        return count
+
+    def apply_retention(self, now: int | None = None) -> int:
+        """Delete whole old segments past retention.ms / retention.bytes, or
+        wholly below log_start_offset. Returns how many were deleted."""
+        now = now_ms() if now is None else now
+        with self._lock:
+            if self.active.next_offset <= self.log_start_offset and not self.active.is_empty:
+                self.roll()  # everything was deleted by DeleteRecords
+            cfg = self.config
+            total = self.size
+            count = 0
+            for seg in self.segments[:-1]:
+                below_start = seg.next_offset <= self.log_start_offset
+                expired = cfg.delete and cfg.retention_ms >= 0 and 0 <= seg.max_timestamp < now - cfg.retention_ms
+                oversized = cfg.delete and cfg.retention_bytes >= 0 and total - seg.size >= cfg.retention_bytes
+                if not (below_start or expired or oversized):
+                    break
+                total -= seg.size
+                count += 1
+        return self._delete_prefix(count, "retention")
+
+    def delete_records_before(self, offset: int) -> int:
+        """DeleteRecords: move log_start_offset up to `offset` (at most the
+        high watermark); whole segments below it go with the next retention
+        pass. Returns the new log_start_offset."""
+        with self._lock:
+            if offset > self.high_watermark or offset < 0:
+                raise OffsetOutOfRangeError(offset, self.log_start_offset, self.high_watermark)
+            if offset > self.log_start_offset:
+                self.log_start_offset = offset
+                self.medium.write_atomic(
+                    f"{self.directory}/{files.LOG_START_OFFSET_FILE}", str(offset).encode()
+                )
+        self.apply_retention()
+        return self.log_start_offset
+
+    def truncate_to(self, offset: int) -> None:
+        """Remove every batch holding an offset >= `offset` (whole batches, so
+        the log may end below `offset`)."""
+        with self._flush_lock, self._lock:
+            while len(self.segments) > 1 and self.active.base_offset >= offset:
+                self.segments.pop().delete()
+            self.active.truncate_to(offset)
+            self.recovery_point = min(self.recovery_point, self.log_end_offset)
+            if self.log_start_offset > self.log_end_offset:
+                self.log_start_offset = self.log_end_offset
+
+    def replace_segment(self, old: Segment, cleaned_path: str) -> None:
+        """Swap a compacted copy in for `old`: `.cleaned` -> `.swap` -> `.log`.
+        A crash after the first rename finishes the swap at load."""
+        swap_path = old.path(files.LOG_SUFFIX + files.SWAP_SUFFIX)
+        self.medium.rename(cleaned_path, swap_path)
+        with self._flush_lock, self._lock:
+            i = self.segments.index(old)
+            old.close()
+            self.medium.rename(swap_path, old.path(files.LOG_SUFFIX))
+            fresh = self._new_segment(old.base_offset)
+            fresh.rebuild_indexes()
+            fresh.next_offset = max(fresh.next_offset, old.next_offset)
+            self.segments[i] = fresh
+        self.medium.sync_dir(self.directory)
+
+    def close(self) -> None:
+        if not self._werr:
+            self.flush()
+        with self._flush_lock, self._lock:
+            for seg in self.segments:
+                seg.close()
+
+    def delete(self) -> None:
+        self.close()
+        self.medium.rmtree(self.directory)

@@ -1,0 +1,275 @@
+"""One segment of a partition log: `.log` + `.index` + `.timeindex`.
+
+The `.log` holds whole RecordBatch v2 batches back to back, exactly as
+Kafka stores them (see strom.records.batch for the layout); every batch's
+base_offset is absolute. The segment's base offset is the first offset it
+may hold and names its files. The indexes (see strom.storage.index) are
+rebuilt from the `.log` whenever they fail their sanity checks, and always
+by `recover()`.
+
+Concurrency: the owning PartitionLog serialises appends, truncation and
+recovery under its lock; `sync()` may run at the same time from the flusher
+thread (fdatasync on an fd that is being appended to is safe).
+"""
+
+import logging
+import time
+
+from strom.records.batch import (
+    BATCH_HEADER_SIZE,
+    BatchHeader,
+    batch_records,
+    iter_batches,
+    validate_batch,
+)
+from strom.records.errors import InvalidRecordError
+from strom.storage import files
+from strom.storage.errors import SuspectIndexError
+from strom.storage.index import OffsetIndex, TimeIndex
+
+log = logging.getLogger(__name__)
+
+# Reads scan forward from an index entry in chunks of this many bytes.
+_SCAN_CHUNK = 64 * 1024
+_RECOVER_CHUNK = 1024 * 1024
+
+
+class Segment:
+    def __init__(self, medium, directory: str, base_offset: int, index_interval_bytes: int):
+        self.medium = medium
+        self.directory = directory
+        self.base_offset = base_offset
+        self.index_interval_bytes = index_interval_bytes
+        self.log_file = medium.open(self.path(files.LOG_SUFFIX))
+        self.offset_index = OffsetIndex(medium.open(self.path(files.INDEX_SUFFIX)))
+        self.time_index = TimeIndex(medium.open(self.path(files.TIME_INDEX_SUFFIX)))
+        self.next_offset = base_offset
+        self.max_timestamp = -1
+        self.first_batch_timestamp: int | None = None
+        self.created_ms = int(time.time() * 1000)
+        self._bytes_since_index_entry = 0
+
+    def path(self, suffix: str) -> str:
+        return f"{self.directory}/{files.segment_name(self.base_offset, suffix)}"
+
+    @property
+    def size(self) -> int:
+        return self.log_file.size
+
+    @property
+    def is_empty(self) -> bool:
+        return self.log_file.size == 0
+
+    # -- loading -----------------------------------------------------------
+
+    def load(self) -> None:
+        """Trust the `.log` (it was cleanly closed or already recovered),
+        load the indexes if they look right, else rebuild them."""
+        try:
+            self.offset_index.load(self.size)
+            self.time_index.load(0xFFFFFFFF)
+            self._scan_tail()
+        except SuspectIndexError as e:
+            log.warning("%s: %s; rebuilding indexes", self.path(files.LOG_SUFFIX), e)
+            self.rebuild_indexes()
+
+    def _scan_tail(self) -> None:
+        """Find next_offset and the max timestamp by reading headers from the
+        last index entry on: cheap, as the tail is < index.interval.bytes."""
+        pos = self.offset_index.positions[-1] if len(self.offset_index) else 0
+        if len(self.offset_index) and pos >= self.size:
+            raise SuspectIndexError("offset index points past the log")
+        self.max_timestamp = self.time_index.last_timestamp or -1
+        data = self.log_file.pread(pos, self.size - pos)
+        end = pos
+        for p, header in iter_batches(data):
+            self._note_batch(header, pos + p, index=False)
+            end = pos + p + header.size
+        if end != self.size:
+            raise SuspectIndexError("log does not end on a batch boundary")
+        if self.size and self.first_batch_timestamp is None:
+            first = BatchHeader.parse(self.log_file.pread(0, BATCH_HEADER_SIZE))
+            self.first_batch_timestamp = first.max_timestamp
+
+    def rebuild_indexes(self) -> None:
+        self.recover(validate=False)
+
+    def recover(self, validate: bool = True) -> int:
+        """Re-read every batch (checking CRCs when `validate`), truncate at the
+        first bad one, rebuild both indexes. Returns the bytes cut off."""
+        self.offset_index.reset()
+        self.time_index.reset()
+        self.next_offset = self.base_offset
+        self.max_timestamp = -1
+        self.first_batch_timestamp = None
+        self._bytes_since_index_entry = 0
+        size = self.size
+        pos = 0
+        while pos < size:
+            advanced = self._recover_chunk(pos, size, validate)
+            if not advanced:
+                break
+            pos += advanced
+        cut = size - pos
+        if cut:
+            self.log_file.truncate(pos)
+        return cut
+
+    def _recover_chunk(self, pos: int, size: int, validate: bool) -> int:
+        """Index the valid batches in one chunk read at `pos`; return the
+        bytes they span (0 when the batch at `pos` is bad or incomplete)."""
+        chunk = self.log_file.pread(pos, min(size - pos, _RECOVER_CHUNK))
+        p = 0
+        while (header := _header_or_none(chunk, p)) is not None:
+            if header.size > size - pos - p:
+                break  # truncated by a crash
+            if header.size > len(chunk) - p:
+                if p:
+                    break  # read it whole with the next chunk
+                chunk = self.log_file.pread(pos, header.size)
+            try:
+                if validate:
+                    validate_batch(chunk, p)
+            except InvalidRecordError as e:
+                log.warning("%s: invalid batch at position %d: %s",
+                            self.path(files.LOG_SUFFIX), pos + p, e)
+                break
+            if header.base_offset < self.next_offset or (
+                header.last_offset - self.base_offset > 0xFFFFFFFF
+            ):
+                log.warning("%s: batch at position %d goes back in offsets",
+                            self.path(files.LOG_SUFFIX), pos + p)
+                break
+            self._note_batch(header, pos + p)
+            p += header.size
+        return p
+
+    # -- appending ---------------------------------------------------------
+
+    def append(self, buffers: list, headers: list[tuple[int, BatchHeader]]) -> None:
+        """Append batches already validated and given offsets, as a list of
+        buffers. `headers` are (position relative to the start of this
+        append, header) for each batch."""
+        start = self.size
+        self.log_file.append(buffers)
+        for pos, header in headers:
+            self._note_batch(header, start + pos)
+
+    def _note_batch(self, header: BatchHeader, position: int, index: bool = True) -> None:
+        if self.first_batch_timestamp is None:
+            self.first_batch_timestamp = header.max_timestamp
+        if index and (
+            self._bytes_since_index_entry >= self.index_interval_bytes or not len(self.offset_index)
+        ):
+            rel = header.base_offset - self.base_offset
+            if not len(self.offset_index) or rel > self.offset_index.relative_offsets[-1]:
+                self.offset_index.append(rel, position)
+                if header.max_timestamp > self.max_timestamp:
+                    self.time_index.maybe_append(header.max_timestamp, rel)
+            self._bytes_since_index_entry = 0
+        self._bytes_since_index_entry += header.size
+        if header.max_timestamp > self.max_timestamp:
+            self.max_timestamp = header.max_timestamp
+        self.next_offset = header.next_offset
+
+    # -- reading -----------------------------------------------------------
+
+    def find_position(self, offset: int) -> int | None:
+        """Byte position of the first batch whose last offset is >= offset."""
+        pos = self.offset_index.lookup(max(offset - self.base_offset, 0))
+        size = self.size
+        while pos < size:
+            chunk = self.log_file.pread(pos, min(_SCAN_CHUNK, size - pos))
+            p = 0
+            while len(chunk) - p >= BATCH_HEADER_SIZE:
+                header = BatchHeader.parse(chunk, p)
+                if header.last_offset >= offset:
+                    return pos + p
+                p += header.size
+            if p == 0:
+                return None
+            pos += p
+        return None
+
+    def read(self, offset: int, max_bytes: int, min_one: bool = True) -> bytes:
+        """Whole batches from the one holding `offset`, up to `max_bytes`
+        (at least one batch when `min_one`, however large)."""
+        pos = self.find_position(offset)
+        if pos is None:
+            return b""
+        data = self.log_file.pread(pos, min(max(max_bytes, BATCH_HEADER_SIZE), self.size - pos))
+        end = 0
+        for p, header in iter_batches(data):
+            end = p + header.size
+        if end == 0:
+            if not min_one:
+                return b""
+            header = BatchHeader.parse(data)
+            return self.log_file.pread(pos, header.size)
+        return data[:end] if end < len(data) else data
+
+    def batches(self):
+        """Yield (position, header, raw bytes) for every batch in the segment."""
+        pos, size = 0, self.size
+        while pos < size:
+            header = BatchHeader.parse(self.log_file.pread(pos, BATCH_HEADER_SIZE))
+            yield pos, header, self.log_file.pread(pos, header.size)
+            pos += header.size
+
+    def offset_for_timestamp(self, timestamp: int) -> tuple[int, int] | None:
+        """(offset, timestamp) of the first record with timestamp >= target."""
+        if self.max_timestamp < timestamp:
+            return None
+        start = self.base_offset + self.time_index.lookup(timestamp)
+        pos = self.find_position(start)
+        if pos is None:
+            return None
+        size = self.size
+        while pos < size:
+            header = BatchHeader.parse(self.log_file.pread(pos, BATCH_HEADER_SIZE))
+            if header.max_timestamp >= timestamp:
+                raw = self.log_file.pread(pos, header.size)
+                if header.timestamp_type == 1:  # LogAppendTime: one time for all
+                    return header.base_offset, header.max_timestamp
+                for record in batch_records(raw):
+                    if record.timestamp >= timestamp:
+                        return record.offset, record.timestamp
+            pos += header.size
+        return None
+
+    # -- truncation and lifecycle -------------------------------------------
+
+    def truncate_to(self, offset: int) -> int:
+        """Remove batches holding any offset >= `offset`; return bytes removed.
+        Batches are whole: one that straddles `offset` goes entirely."""
+        pos = self.find_position(offset)
+        if pos is None:
+            return 0
+        removed = self.size - pos
+        self.log_file.truncate(pos)
+        self.rebuild_indexes()
+        return removed
+
+    def sync(self) -> None:
+        self.log_file.sync()
+        self.offset_index.sync()
+        self.time_index.sync()
+
+    def close(self) -> None:
+        self.log_file.close()
+        self.offset_index.close()
+        self.time_index.close()
+
+    def delete(self) -> None:
+        self.close()
+        for suffix in (files.LOG_SUFFIX, files.INDEX_SUFFIX, files.TIME_INDEX_SUFFIX):
+            self.medium.remove(self.path(suffix))
+
+
+def _header_or_none(chunk, pos: int = 0) -> BatchHeader | None:
+    if len(chunk) - pos < BATCH_HEADER_SIZE:
+        return None
+    header = BatchHeader.parse(chunk, pos)
+    if header.batch_length < BATCH_HEADER_SIZE - 12:
+        return None
+    return header
