@@ -26,8 +26,8 @@ partition_leader_epoch never invalidates it; patching max_timestamp does, so
 """
 
 import struct
-from dataclasses import dataclass
 from enum import IntEnum
+from typing import NamedTuple
 
 from crc32c import crc32c
 
@@ -60,8 +60,10 @@ class TimestampType(IntEnum):
     LOG_APPEND_TIME = 1
 
 
-@dataclass(frozen=True, slots=True)
-class BatchHeader:
+class BatchHeader(NamedTuple):
+    """The 61-byte header, parsed. A NamedTuple: parsing sits on the produce
+    path, and building a tuple is several times cheaper than a dataclass."""
+
     base_offset: int
     batch_length: int
     partition_leader_epoch: int
@@ -82,7 +84,7 @@ class BatchHeader:
             raise CorruptRecordError(
                 f"batch header needs {BATCH_HEADER_SIZE} bytes, {len(buf) - pos} left"
             )
-        return cls(*_HEADER.unpack_from(buf, pos))
+        return tuple.__new__(cls, _HEADER.unpack_from(buf, pos))
 
     @property
     def size(self) -> int:

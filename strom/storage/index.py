@@ -12,7 +12,7 @@ An entry is added together with an offset-index entry when the segment's
 max timestamp grew, so timestamps in the file only increase.
 
 Both are derived data: kept in memory for lookups, appended to their files
-as entries are added, never checksummed. `load` sanity-checks a file
+in bulk at flush, roll and close, never checksummed. `load` sanity-checks a file
 against the log it indexes and raises SuspectIndexError so that the segment
 rebuilds it by scanning batch headers. Only the thread appending to the
 segment (or recovering it) writes an index.
@@ -33,6 +33,7 @@ class OffsetIndex:
         self._file = file
         self.relative_offsets = array("I")
         self.positions = array("I")
+        self._written = 0  # entries already in the file; the rest go at sync
 
     def load(self, log_size: int) -> None:
         data = self._file.pread(0, self._file.size)
@@ -45,11 +46,11 @@ class OffsetIndex:
             self.relative_offsets.append(rel)
             self.positions.append(pos)
             last_rel, last_pos = rel, pos
+        self._written = len(self.positions)
 
     def append(self, relative_offset: int, position: int) -> None:
         self.relative_offsets.append(relative_offset)
         self.positions.append(position)
-        self._file.append([_OFFSET_ENTRY.pack(relative_offset, position)])
 
     def lookup(self, relative_offset: int) -> int:
         """Position of the last indexed batch starting at or before the offset."""
@@ -60,14 +61,28 @@ class OffsetIndex:
         self.relative_offsets = array("I")
         self.positions = array("I")
         self._file.truncate(0)
+        self._written = 0
 
     def __len__(self) -> int:
         return len(self.positions)
 
+    def write_pending(self) -> None:
+        """Append entries added since the last call to the file (one write:
+        per-entry writes would cost a syscall per produce)."""
+        n = len(self.positions)
+        if n > self._written:
+            self._file.append([b"".join(
+                _OFFSET_ENTRY.pack(self.relative_offsets[i], self.positions[i])
+                for i in range(self._written, n)
+            )])
+            self._written = n
+
     def sync(self) -> None:
+        self.write_pending()
         self._file.sync()
 
     def close(self) -> None:
+        self.write_pending()
         self._file.close()
 
 
@@ -76,6 +91,7 @@ class TimeIndex:
         self._file = file
         self.timestamps = array("q")
         self.relative_offsets = array("I")
+        self._written = 0
 
     def load(self, max_relative_offset: int) -> None:
         data = self._file.pread(0, self._file.size)
@@ -88,6 +104,7 @@ class TimeIndex:
             self.timestamps.append(ts)
             self.relative_offsets.append(rel)
             last_ts, last_rel = ts, rel
+        self._written = len(self.timestamps)
 
     @property
     def last_timestamp(self) -> int | None:
@@ -98,7 +115,6 @@ class TimeIndex:
             return
         self.timestamps.append(timestamp)
         self.relative_offsets.append(relative_offset)
-        self._file.append([_TIME_ENTRY.pack(timestamp, relative_offset)])
 
     def lookup(self, timestamp: int) -> int:
         """Relative offset of the last entry with a timestamp below `timestamp`,
@@ -110,9 +126,21 @@ class TimeIndex:
         self.timestamps = array("q")
         self.relative_offsets = array("I")
         self._file.truncate(0)
+        self._written = 0
+
+    def write_pending(self) -> None:
+        n = len(self.timestamps)
+        if n > self._written:
+            self._file.append([b"".join(
+                _TIME_ENTRY.pack(self.timestamps[i], self.relative_offsets[i])
+                for i in range(self._written, n)
+            )])
+            self._written = n
 
     def sync(self) -> None:
+        self.write_pending()
         self._file.sync()
 
     def close(self) -> None:
+        self.write_pending()
         self._file.close()

@@ -19,10 +19,11 @@ import logging
 import threading
 import time
 from bisect import bisect_right
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from strom.records.batch import (
     BATCH_HEADER_SIZE,
+    LOG_OVERHEAD,
     BatchHeader,
     batch_records,
     patch_base_offset,
@@ -37,13 +38,12 @@ from strom.storage.segment import Segment
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
-class AppendResult:
+class AppendResult(NamedTuple):
     base_offset: int
     last_offset: int
     log_append_time: int  # -1 unless the topic uses LogAppendTime
     log_start_offset: int
-    headers: tuple[BatchHeader, ...]
+    batches: list[tuple[int, BatchHeader]]  # (position in the input, header)
 
 
 def now_ms() -> int:
@@ -162,74 +162,79 @@ class PartitionLog:
         assigning offsets from the log end. Raises InvalidRecordError (the
         log is unchanged), RecordTooLargeError, or a sticky LogWriteError."""
         view = memoryview(records)
+        end = len(view)
+        config = self.config
         with self._lock:
             if self._werr:
                 raise self._werr
-            offset = self.log_end_offset
-            buffers, headers, pos = [], [], 0
+            offset = self.active.next_offset
+            buffers, positioned, pos = [], [], 0
             log_append_time = now if now is not None else now_ms()
-            while pos < len(view):
+            while pos < end:
                 header = validate_batch(view, pos, strict=validate)
-                if header.size > self.config.max_message_bytes:
+                size = header[1] + LOG_OVERHEAD
+                if size > config.max_message_bytes:
                     raise RecordTooLargeError(
-                        f"batch of {header.size} bytes exceeds max.message.bytes "
-                        f"{self.config.max_message_bytes}"
+                        f"batch of {size} bytes exceeds max.message.bytes {config.max_message_bytes}"
                     )
-                if self.config.log_append_time:
-                    batch = bytearray(view[pos : pos + header.size])
+                if config.log_append_time:
+                    batch = bytearray(view[pos : pos + size])
                     patch_base_offset(batch, offset)
                     patch_max_timestamp(batch, log_append_time)
                     buffers.append(batch)
+                    header = BatchHeader.parse(batch)
                 else:
+                    # Patch a copy of the 61-byte header; the body is written
+                    # from the caller's buffer as is (writev, no copy).
                     head = bytearray(view[pos : pos + BATCH_HEADER_SIZE])
                     patch_base_offset(head, offset)
-                    buffers += (head, view[pos + BATCH_HEADER_SIZE : pos + header.size])
-                    batch = head
-                header = BatchHeader.parse(batch)
-                headers.append(header)
-                offset = header.next_offset
-                pos += header.size
-            if not headers:
+                    buffers += (head, view[pos + BATCH_HEADER_SIZE : pos + size])
+                    header = BatchHeader(offset, *header[1:])
+                positioned.append((pos, header))
+                offset += header.last_offset_delta + 1
+                pos += size
+            if not positioned:
                 raise RecordTooLargeError("no record batch in the produce data")
-            self._maybe_roll(pos, headers[0], headers[-1].last_offset)
-            rel, positioned = 0, []
-            for h in headers:
-                positioned.append((rel, h))
-                rel += h.size
+            first = positioned[0][1]
+            self._maybe_roll(pos, first, offset - 1)
             try:
                 self.active.append(buffers, positioned)
             except OSError as e:
                 self._werr = LogWriteError(f"{self.directory}: write failed: {e}")
                 log.error("%s", self._werr)
                 raise self._werr from e
-            self.unflushed_messages += sum(h.last_offset_delta + 1 for h in headers)
+            self.unflushed_messages += offset - first.base_offset
             if self.first_unflushed_ms is None:
-                self.first_unflushed_ms = now_ms()
+                self.first_unflushed_ms = log_append_time
             return AppendResult(
-                headers[0].base_offset, headers[-1].last_offset,
-                log_append_time if self.config.log_append_time else -1,
-                self.log_start_offset, tuple(headers),
+                first.base_offset, offset - 1,
+                log_append_time if config.log_append_time else -1,
+                self.log_start_offset, positioned,
             )
 
     def _maybe_roll(self, incoming: int, first: BatchHeader, last_offset: int) -> None:
+        """Roll on segment.bytes, on segment.ms since the first batch's
+        timestamp, or before relative offsets would overflow 31 bits."""
         seg = self.active
         if seg.is_empty:
             return
-        too_big = seg.size + incoming > self.config.segment_bytes
-        too_old = (first.max_timestamp if first.max_timestamp >= 0 else now_ms()) - (
-            seg.first_batch_timestamp if seg.first_batch_timestamp is not None else seg.created_ms
-        ) > self.config.segment_ms
-        overflow = last_offset - seg.base_offset > 0x7FFFFFFF
-        if too_big or too_old or overflow:
-            self.roll()
+        config = self.config
+        if (
+            seg.log_file.size + incoming > config.segment_bytes
+            or last_offset - seg.base_offset > 0x7FFFFFFF
+            or first.max_timestamp - seg.first_batch_timestamp > config.segment_ms
+        ):
+            self._roll()
 
     def roll(self) -> Segment:
         with self._lock:
-            if self.active.is_empty:
-                return self.active
+            return self._roll()
+
+    def _roll(self) -> Segment:
+        if not self.active.is_empty:
             self.segments.append(self._new_segment(self.log_end_offset))
             self._dir_dirty = True
-            return self.active
+        return self.active
 
     # -- reading ---------------------------------------------------------------
 
@@ -293,7 +298,7 @@ class PartitionLog:
                 return self.recovery_point
             try:
                 for s in segs:
-                    s.sync()
+                    s.sync(indexes=s is not self.active)
                 if dir_dirty:
                     self.medium.sync_dir(self.directory)
             except OSError as e:
@@ -336,7 +341,7 @@ class PartitionLog:
         now = now_ms() if now is None else now
         with self._lock:
             if self.active.next_offset <= self.log_start_offset and not self.active.is_empty:
-                self.roll()  # everything was deleted by DeleteRecords
+                self._roll()  # everything was deleted by DeleteRecords
             cfg = self.config
             total = self.size
             count = 0

@@ -13,7 +13,6 @@ thread (fdatasync on an fd that is being appended to is safe).
 """
 
 import logging
-import time
 
 from strom.records.batch import (
     BATCH_HEADER_SIZE,
@@ -46,7 +45,6 @@ class Segment:
         self.next_offset = base_offset
         self.max_timestamp = -1
         self.first_batch_timestamp: int | None = None
-        self.created_ms = int(time.time() * 1000)
         self._bytes_since_index_entry = 0
 
     def path(self, suffix: str) -> str:
@@ -113,6 +111,8 @@ class Segment:
         cut = size - pos
         if cut:
             self.log_file.truncate(pos)
+        self.offset_index.write_pending()
+        self.time_index.write_pending()
         return cut
 
     def _recover_chunk(self, pos: int, size: int, validate: bool) -> int:
@@ -159,18 +159,19 @@ class Segment:
         if self.first_batch_timestamp is None:
             self.first_batch_timestamp = header.max_timestamp
         if index and (
-            self._bytes_since_index_entry >= self.index_interval_bytes or not len(self.offset_index)
+            self._bytes_since_index_entry >= self.index_interval_bytes or not self.offset_index.positions
         ):
             rel = header.base_offset - self.base_offset
-            if not len(self.offset_index) or rel > self.offset_index.relative_offsets[-1]:
+            rels = self.offset_index.relative_offsets
+            if not rels or rel > rels[-1]:
                 self.offset_index.append(rel, position)
                 if header.max_timestamp > self.max_timestamp:
                     self.time_index.maybe_append(header.max_timestamp, rel)
             self._bytes_since_index_entry = 0
-        self._bytes_since_index_entry += header.size
+        self._bytes_since_index_entry += header.batch_length + 12
         if header.max_timestamp > self.max_timestamp:
             self.max_timestamp = header.max_timestamp
-        self.next_offset = header.next_offset
+        self.next_offset = header.base_offset + header.last_offset_delta + 1
 
     # -- reading -----------------------------------------------------------
 
@@ -250,10 +251,15 @@ class Segment:
         self.rebuild_indexes()
         return removed
 
-    def sync(self) -> None:
+    def sync(self, indexes: bool = False) -> None:
+        """fsync the `.log`. The indexes only when asked (a segment leaving
+        the active role): below the recovery point they are trusted after a
+        sanity check, above it they are rebuilt, so their fsync does not
+        stand between a producer and its acknowledgement."""
         self.log_file.sync()
-        self.offset_index.sync()
-        self.time_index.sync()
+        if indexes:
+            self.offset_index.sync()
+            self.time_index.sync()
 
     def close(self) -> None:
         self.log_file.close()

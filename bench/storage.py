@@ -1,0 +1,136 @@
+"""Storage benchmark: PartitionLog appends and reads against raw file writes
+measured in the same run. Prints medians of several interleaved rounds and
+ratios to the baseline.
+
+    python -m bench.storage [--rounds 5] [--mib 256]
+"""
+
+import argparse
+import os
+import statistics
+import tempfile
+import threading
+import time
+
+from strom.records import Record, build_batch
+from strom.storage import LogConfig, PartitionLog
+from strom.storage.files import DiskMedium
+from strom.storage.flusher import Flusher
+
+
+def make_batch(size: int) -> bytes:
+    n = max(size // 1024, 1)
+    return build_batch([Record(None, os.urandom(1000), 1_700_000_000_000 + i) for i in range(n)])
+
+
+def raw_write(path: str, chunk: bytes, total: int, fsync: bool) -> float:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    t = time.perf_counter()
+    for _ in range(total // len(chunk)):
+        os.write(fd, chunk)
+        if fsync:
+            os.fdatasync(fd)
+    elapsed = time.perf_counter() - t
+    os.close(fd)
+    os.remove(path)
+    return total / elapsed
+
+
+def log_append(d: str, chunk: bytes, total: int, fsync: bool) -> float:
+    plog = PartitionLog(DiskMedium(d), "b-0", LogConfig({"retention.ms": "-1"}))
+    t = time.perf_counter()
+    for _ in range(total // len(chunk)):
+        plog.append(chunk)
+        if fsync:
+            plog.flush()
+    elapsed = time.perf_counter() - t
+    plog.delete()
+    return total / elapsed
+
+
+def log_read(d: str, chunk: bytes, total: int) -> float:
+    plog = PartitionLog(DiskMedium(d), "r-0", LogConfig({"retention.ms": "-1"}))
+    for _ in range(total // len(chunk)):
+        plog.append(chunk)
+    t = time.perf_counter()
+    offset, read = 0, 0
+    while offset < plog.log_end_offset:
+        data = plog.read(offset, 1 << 20)
+        read += len(data)
+        from strom.records.batch import iter_batches
+
+        for _, h in iter_batches(data):
+            offset = h.next_offset
+    elapsed = time.perf_counter() - t
+    plog.delete()
+    return read / elapsed
+
+
+def concurrent_appends(d: str, chunk: bytes, writers: int, per_writer: int, group: bool) -> float:
+    """Appends/s with every writer waiting for durability of its own append."""
+    plog = PartitionLog(DiskMedium(d), "g-0", LogConfig({"retention.ms": "-1"}))
+    flusher = Flusher()
+    lock = threading.Lock()
+
+    def work():
+        for _ in range(per_writer):
+            with lock:
+                r = plog.append(chunk)
+                if not group:
+                    plog.flush()  # one fsync per append, under the lock
+            if group:
+                flusher.flush_sync(plog, r.last_offset + 1)
+
+    threads = [threading.Thread(target=work) for _ in range(writers)]
+    t = time.perf_counter()
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    elapsed = time.perf_counter() - t
+    flusher.close()
+    plog.delete()
+    return writers * per_writer / elapsed
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--mib", type=int, default=256, help="data per throughput run")
+    args = ap.parse_args()
+    total = args.mib << 20
+    d = tempfile.mkdtemp(prefix="strom-bench-")
+    results: dict[str, list[float]] = {}
+
+    def rec(name, value):
+        results.setdefault(name, []).append(value)
+
+    b16, b1m = make_batch(16 << 10), make_batch(1 << 20)
+    for _ in range(args.rounds):  # interleave systems within each round
+        for label, chunk in (("16KiB", b16), ("1MiB", b1m)):
+            rec(f"raw write {label}", raw_write(f"{d}/raw", chunk, total, False))
+            rec(f"log append {label}", log_append(d, chunk, total, False))
+            n = 64 << 20 if label == "1MiB" else 8 << 20
+            rec(f"raw write+fdatasync {label}", raw_write(f"{d}/raw", chunk, n, True))
+            rec(f"log append+flush {label}", log_append(d, chunk, n, True))
+            rec(f"log read {label}", log_read(d, chunk, total // 4))
+        rec("8 writers, fsync per append", concurrent_appends(d, b16, 8, 50, False))
+        rec("8 writers, group commit", concurrent_appends(d, b16, 8, 50, True))
+
+    med = {k: statistics.median(v) for k, v in results.items()}
+    print(f"\nstorage benchmark: {args.rounds} rounds, medians (min-max)\n")
+    for k, v in results.items():
+        unit = "appends/s" if "writers" in k else "MB/s"
+        scale = 1 if "writers" in k else 1e6
+        print(f"  {k:34s} {med[k] / scale:10.1f} {unit:9s} ({min(v) / scale:.1f}-{max(v) / scale:.1f})")
+    print("\nratios")
+    for label in ("16KiB", "1MiB"):
+        print(f"  append / raw write {label:6s}            {med[f'log append {label}'] / med[f'raw write {label}']:.2f}  (goal >= 0.70)")
+        print(f"  append+flush / write+fdatasync {label:6s} {med[f'log append+flush {label}'] / med[f'raw write+fdatasync {label}']:.2f}")
+    print(f"  group commit / fsync per append (8 writers, 16KiB) "
+          f"{med['8 writers, group commit'] / med['8 writers, fsync per append']:.2f}  (goal >= 5)")
+    os.rmdir(d) if not os.listdir(d) else None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,99 @@
+import pytest
+
+from strom.records import Compression, Record, build_batch
+from strom.records.batch import BatchHeader
+from strom.storage import LogConfig, PartitionLog, cleaner
+
+from .helpers import read_all
+
+NOW = 10_000_000
+
+
+def compacted_log(medium, **extra):
+    cfg = {"cleanup.policy": "compact", "segment.bytes": "600", "retention.ms": "-1",
+           "delete.retention.ms": "1000", **extra}
+    return PartitionLog(medium, "c-0", LogConfig(cfg))
+
+
+def put(plog, key, value, ts, compression=Compression.NONE):
+    plog.append(build_batch([Record(key, value, ts)], compression=compression))
+
+
+@pytest.mark.parametrize("codec", list(Compression))
+def test_keeps_the_latest_record_per_key_with_offsets(medium_factory, codec):
+    plog = compacted_log(medium_factory())
+    batches = []
+    for i in range(60):
+        recs = [Record(b"k%d" % ((i * 2 + j) % 7), b"v%d-%d" % (i, j), NOW - 100_000 + i) for j in range(2)]
+        plog.append(build_batch(recs, compression=codec))
+        batches.append(recs)
+    before = read_all(plog)
+    active_base = plog.active.base_offset
+    removed = cleaner.clean(plog, NOW)
+    assert removed > 0
+    after = read_all(plog)
+    latest = {}
+    for r in before:
+        latest[r.key] = r.offset
+    for r in after:
+        if r.offset < active_base:
+            assert latest[r.key] == r.offset, "only the latest record per key survives"
+    # The active segment is untouched; offsets keep their values (gaps allowed).
+    assert [r for r in after if r.offset >= active_base] == [r for r in before if r.offset >= active_base]
+    assert {r.key: r.value for r in after} == {r.key: r.value for r in before}
+    assert plog.log_end_offset == 120
+    for seg in plog.segments[:-1]:
+        for _, header, _raw in seg.batches():
+            assert header.compression == codec
+
+
+def test_tombstones_go_after_delete_retention(medium_factory):
+    plog = compacted_log(medium_factory())
+    put(plog, b"a", b"1", NOW - 50_000)
+    put(plog, b"a", None, NOW - 500)  # recent tombstone: kept
+    put(plog, b"b", b"1", NOW - 50_000)
+    put(plog, b"b", None, NOW - 5_000)  # old tombstone: dropped
+    for i in range(20):
+        put(plog, b"filler%d" % i, b"x" * 40, NOW - 400)
+    plog.roll()
+    put(plog, b"z", b"active", NOW)
+    cleaner.clean(plog, NOW)
+    keys = [(r.key, r.value) for r in read_all(plog) if r.key in (b"a", b"b")]
+    assert keys == [(b"a", None)]
+
+
+def test_min_compaction_lag(medium_factory):
+    plog = compacted_log(medium_factory(), **{"min.compaction.lag.ms": "60000"})
+    for i in range(30):
+        put(plog, b"same", b"%d" % i + b"x" * 40, NOW - 1000)
+    assert cleaner.clean(plog, NOW) == 0  # too young
+    assert cleaner.clean(plog, NOW + 120_000) > 0
+
+
+def test_compaction_and_retention_together(medium_factory):
+    plog = PartitionLog(medium_factory(), "c-0", LogConfig({
+        "cleanup.policy": "compact,delete", "segment.bytes": "400", "retention.ms": "60000",
+    }))
+    for i in range(20):
+        put(plog, b"k%d" % (i % 3), b"old" + b"x" * 40, NOW - 120_000)
+    for i in range(20):
+        put(plog, b"k%d" % (i % 3), b"new" + b"x" * 40, NOW - 1000 + i)
+    cleaner.clean(plog, NOW)
+    plog.apply_retention(NOW)
+    survivors = read_all(plog)
+    assert all(r.value.startswith(b"new") for r in survivors)
+    assert {r.key for r in survivors} == {b"k0", b"k1", b"k2"}
+
+
+def test_compacted_log_reopens(medium_factory):
+    medium = medium_factory()
+    plog = compacted_log(medium)
+    for i in range(40):
+        put(plog, b"k%d" % (i % 4), b"%d" % i + b"y" * 30, NOW - 10_000)
+    cleaner.clean(plog, NOW)
+    expected = read_all(plog)
+    plog.close()
+    again = compacted_log(medium)
+    assert read_all(again) == expected
+    first = BatchHeader.parse(again.read(again.log_start_offset, 100))
+    assert first.base_offset >= 0
