@@ -7,6 +7,7 @@ from strom.storage.config import TOPIC_CONFIGS, LogConfig
 from strom.storage.errors import (
     InvalidConfigError,
     InvalidPartitionsError,
+    InvalidTopicError,
     LogWriteError,
     OffsetOutOfRangeError,
     RecordTooLargeError,
@@ -15,13 +16,14 @@ from strom.storage.errors import (
     UnknownTopicError,
 )
 from strom.storage.log import AppendResult, PartitionLog
-from strom.storage.manager import LogManager, Topic
+from strom.storage.manager import LogManager, Topic, validate_topic_name
 
 __all__ = [
     "TOPIC_CONFIGS",
     "AppendResult",
     "InvalidConfigError",
     "InvalidPartitionsError",
+    "InvalidTopicError",
     "LogConfig",
     "LogManager",
     "LogWriteError",
@@ -32,4 +34,5 @@ __all__ = [
     "Topic",
     "TopicExistsError",
     "UnknownTopicError",
+    "validate_topic_name",
 ]

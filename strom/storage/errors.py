@@ -40,3 +40,7 @@ class LogWriteError(StorageError):
 
 class SuspectIndexError(StorageError):
     """An index file fails its sanity checks; it is rebuilt from the log."""
+
+
+class InvalidTopicError(StorageError):
+    pass

@@ -33,6 +33,7 @@ from strom.records.batch import (
 from strom.storage import files
 from strom.storage.config import LogConfig
 from strom.storage.errors import LogWriteError, OffsetOutOfRangeError, RecordTooLargeError
+from strom.storage.producer_state import ProducerStateTable
 from strom.storage.segment import Segment
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,7 @@ class AppendResult(NamedTuple):
     log_append_time: int  # -1 unless the topic uses LogAppendTime
     log_start_offset: int
     batches: list[tuple[int, BatchHeader]]  # (position in the input, header)
+    duplicate: bool = False  # an idempotent retry: nothing was written
 
 
 def now_ms() -> int:
@@ -68,6 +70,7 @@ class PartitionLog:
         medium.makedirs(directory)
         self.segments: list[Segment] = []
         self.log_start_offset = 0
+        self._producers: ProducerStateTable | None = None
         self._load(recovery_point, clean)
 
     # -- loading and recovery ------------------------------------------------
@@ -173,6 +176,11 @@ class PartitionLog:
             while pos < end:
                 header = validate_batch(view, pos, strict=validate)
                 size = header[1] + LOG_OVERHEAD
+                if header.producer_id >= 0 and header.base_sequence >= 0:
+                    duplicate = self.producer_state.check(header)
+                    if duplicate is not None:
+                        return AppendResult(duplicate[0], duplicate[1], -1, self.log_start_offset,
+                                            [], duplicate=True)
                 if size > config.max_message_bytes:
                     raise RecordTooLargeError(
                         f"batch of {size} bytes exceeds max.message.bytes {config.max_message_bytes}"
@@ -203,6 +211,10 @@ class PartitionLog:
                 self._werr = LogWriteError(f"{self.directory}: write failed: {e}")
                 log.error("%s", self._werr)
                 raise self._werr from e
+            if self._producers is not None:
+                for _, h in positioned:
+                    if h.producer_id >= 0 and h.base_sequence >= 0:
+                        self._producers.update(h)
             self.unflushed_messages += offset - first.base_offset
             if self.first_unflushed_ms is None:
                 self.first_unflushed_ms = log_append_time
@@ -211,6 +223,18 @@ class PartitionLog:
                 log_append_time if config.log_append_time else -1,
                 self.log_start_offset, positioned,
             )
+
+    @property
+    def producer_state(self) -> ProducerStateTable:
+        """Built on first use by replaying the batch headers of the log."""
+        if self._producers is None:
+            table = ProducerStateTable()
+            for seg in self.segments:
+                for _, header in seg.headers():
+                    if header.producer_id >= 0 and header.base_sequence >= 0:
+                        table.update(header)
+            self._producers = table
+        return self._producers
 
     def _maybe_roll(self, incoming: int, first: BatchHeader, last_offset: int) -> None:
         """Roll on segment.bytes, on segment.ms since the first batch's
@@ -377,6 +401,7 @@ class PartitionLog:
             while len(self.segments) > 1 and self.active.base_offset >= offset:
                 self.segments.pop().delete()
             self.active.truncate_to(offset)
+            self._producers = None  # rebuilt from what is left
             self.recovery_point = min(self.recovery_point, self.log_end_offset)
             if self.log_start_offset > self.log_end_offset:
                 self.log_start_offset = self.log_end_offset

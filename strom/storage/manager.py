@@ -29,6 +29,7 @@ from strom.storage import cleaner, files
 from strom.storage.config import LogConfig, validate_overrides
 from strom.storage.errors import (
     InvalidPartitionsError,
+    InvalidTopicError,
     TopicExistsError,
     UnknownTopicError,
 )
@@ -39,6 +40,23 @@ from strom.storage.log import PartitionLog, now_ms
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
+_PRODUCER_ID_BLOCK = 1000
+_LEGAL_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+
+
+def validate_topic_name(name) -> None:
+    """Kafka's rule: 1-249 characters of [a-zA-Z0-9._-], not "." or ".."."""
+    if not isinstance(name, str) or not name:
+        raise InvalidTopicError("Topic name is empty")
+    if name in (".", ".."):
+        raise InvalidTopicError(f"Topic name cannot be {name!r}")
+    if len(name) > 249:
+        raise InvalidTopicError(f"Topic name is {len(name)} characters long, the limit is 249")
+    if not set(name) <= _LEGAL_CHARS:
+        raise InvalidTopicError(
+            f"Topic name {name!r} is illegal, it contains a character other than "
+            "ASCII alphanumerics, '.', '_' and '-'"
+        )
 
 
 @dataclass
@@ -90,6 +108,7 @@ class LogManager:
         else:
             self.meta = {"cluster_id": _cluster_id(), "node_id": 0, "version": FORMAT_VERSION}
             m.write_atomic(files.META_FILE, json.dumps(self.meta).encode())
+        self._next_producer_id = self.meta.get("producer_id_block_end", 0)
         clean = m.exists(files.CLEAN_SHUTDOWN_FILE)
         points = self._read_recovery_points()
         registry = json.loads(m.read(files.TOPICS_FILE)) if m.exists(files.TOPICS_FILE) else {}
@@ -139,6 +158,16 @@ class LogManager:
         lines = [f"{plog.directory} {plog.recovery_point}" for plog in self.all_logs()]
         self.medium.write_atomic(files.RECOVERY_POINT_FILE, "\n".join(lines).encode())
 
+    def allocate_producer_id(self) -> int:
+        """A producer id never handed out before. Blocks of ids are reserved
+        in meta.json before use, so a crash only skips ids."""
+        with self._lock:
+            if self._next_producer_id >= self.meta.get("producer_id_block_end", 0):
+                self.meta["producer_id_block_end"] = self._next_producer_id + _PRODUCER_ID_BLOCK
+                self.medium.write_atomic(files.META_FILE, json.dumps(self.meta).encode())
+            self._next_producer_id += 1
+            return self._next_producer_id - 1
+
     @property
     def cluster_id(self) -> str:
         return self.meta["cluster_id"]
@@ -169,6 +198,7 @@ class LogManager:
 
     def create_topic(self, name: str, partitions: int, configs: dict[str, str | None] | None = None,
                      *, validate_only: bool = False) -> Topic:
+        validate_topic_name(name)
         if partitions < 1:
             raise InvalidPartitionsError(f"partitions must be at least 1, got {partitions}")
         overrides = validate_overrides(configs or {})

@@ -209,6 +209,14 @@ class Segment:
             return self.log_file.pread(pos, header.size)
         return data[:end] if end < len(data) else data
 
+    def headers(self):
+        """Yield (position, header) for every batch, reading headers only."""
+        pos, size = 0, self.size
+        while pos < size:
+            header = BatchHeader.parse(self.log_file.pread(pos, BATCH_HEADER_SIZE))
+            yield pos, header
+            pos += header.size
+
     def batches(self):
         """Yield (position, header, raw bytes) for every batch in the segment."""
         pos, size = 0, self.size

@@ -1,0 +1,1 @@
+"""One module per API family; each handler reads like the protocol doc."""

@@ -1,0 +1,68 @@
+"""Produce (0): append record batches; answer per partition.
+
+Batches are validated and stored byte for byte (only base_offset, and for
+LogAppendTime max_timestamp, change). acks=0 gets no response, acks=1 is
+answered after the write, acks=all (-1) after the group-commit fsync that
+covers the append. An idempotent retry of a batch already in the log is
+answered with the original offsets and not written twice.
+"""
+
+import asyncio
+import logging
+
+from kio.schema.errors import ErrorCode
+
+from strom.broker.context import NO_RESPONSE
+from strom.broker.handlers.errors import error_code
+from strom.broker.router import api
+from strom.records.errors import InvalidRecordError
+from strom.storage import StorageError
+
+log = logging.getLogger(__name__)
+
+
+@api(0)
+async def handle_produce(ctx, request):
+    broker = ctx.broker
+    acks = request.acks
+    results = []
+    durable = []
+    for topic_data in request.topic_data:
+        topic = broker.logs.topics.get(topic_data.name)
+        partitions = []
+        for part in topic_data.partition_data:
+            entry = {"index": part.index, "error_code": ErrorCode.none, "base_offset": -1,
+                     "log_append_time": -1, "log_start_offset": -1, "record_errors": []}
+            partitions.append(entry)
+            if acks not in (-1, 0, 1):
+                entry["error_code"] = ErrorCode.invalid_required_acks
+                continue
+            if topic is None or not 0 <= part.index < topic.partitions:
+                entry["error_code"] = ErrorCode.unknown_topic_or_partition
+                continue
+            plog = topic.logs[part.index]
+            try:
+                if part.records is None:
+                    raise InvalidRecordError("produce request without records")
+                result = plog.append(part.records)
+            except (StorageError, InvalidRecordError) as e:
+                entry["error_code"] = error_code(e)
+                entry["error_message"] = str(e)
+                log.warning("produce to %s-%d from %s refused: %s",
+                            topic_data.name, part.index, ctx.header.client_id, e)
+                continue
+            broker.notifier.notify(plog)
+            entry.update(base_offset=result.base_offset, log_append_time=result.log_append_time,
+                         log_start_offset=result.log_start_offset)
+            if acks == -1:
+                durable.append((entry, broker.wait_durable(plog, result.last_offset + 1)))
+        results.append({"name": topic_data.name, "partition_responses": partitions})
+    if acks == 0:
+        return NO_RESPONSE
+    if durable:
+        errors = await asyncio.gather(*(fut for _, fut in durable))
+        for (entry, _), err in zip(durable, errors):
+            if err is not None:
+                entry["error_code"] = ErrorCode.kafka_storage_error
+                entry["error_message"] = str(err)
+    return ctx.respond({"responses": results, "throttle_time": 0})

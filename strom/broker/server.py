@@ -1,0 +1,119 @@
+"""Broker: the listener, the log manager, and the shared services handlers
+use (durability waits, append notifications, topic changes).
+
+Shutdown (SIGTERM/SIGINT or `stop()`): stop accepting, let every
+connection answer the requests it has read, flush every log, write the
+clean-shutdown marker.
+"""
+
+import asyncio
+import logging
+import signal
+import time
+
+from strom.broker import router
+from strom.broker.config import BrokerConfig
+from strom.broker.connection import Connection
+from strom.broker.notify import AppendNotifier
+from strom.storage import LogManager
+
+log = logging.getLogger(__name__)
+
+
+class Broker:
+    def __init__(self, config: BrokerConfig | None = None):
+        self.config = config or BrokerConfig()
+        self.logs: LogManager | None = None
+        self.notifier = AppendNotifier()
+        self.port: int | None = None
+        self._server: asyncio.base_events.Server | None = None
+        self._connections: set[asyncio.Task] = set()
+        self._stopped = asyncio.Event()
+
+    async def start(self) -> None:
+        started = time.perf_counter()
+        router.load_handlers()
+        self.loop = asyncio.get_running_loop()
+        cfg = self.config
+        self.logs = await asyncio.to_thread(
+            LogManager, cfg.data_dir, storage=cfg.storage, defaults=cfg.topic_defaults,
+            maintenance_interval_s=cfg.log_retention_check_interval_ms / 1000,
+        )
+        self._server = await asyncio.start_server(
+            self._on_connection, cfg.host, cfg.port, reuse_address=True, limit=1 << 20
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+        if cfg.port == 0 and cfg.advertised_port is None:
+            cfg.advertised_port = self.port
+        host, port = cfg.advertised
+        log.info("strom listening on %s:%d (advertised as %s:%d), %s storage%s, ready in %.0f ms",
+                 cfg.host, self.port, host, port, cfg.storage,
+                 f" in {cfg.data_dir}" if cfg.storage == "disk" else "",
+                 (time.perf_counter() - started) * 1000)
+
+    # -- services for handlers -------------------------------------------------
+
+    def create_topic(self, name: str, partitions: int, configs=None, *, validate_only=False):
+        return self.logs.create_topic(name, partitions, configs, validate_only=validate_only)
+
+    def delete_topic(self, name: str):
+        topic = self.logs.delete_topic(name)
+        for plog in topic.logs:
+            self.notifier.notify(plog)  # parked fetches re-read and see it gone
+        return topic
+
+    def wait_durable(self, plog, offset: int) -> asyncio.Future:
+        """A future resolved with None once everything below `offset` is
+        fsynced (or with the write error that prevented it)."""
+        fut = self.loop.create_future()
+        if not plog.medium.durable:
+            fut.set_result(None)
+            return fut
+
+        def done(error):
+            self.loop.call_soon_threadsafe(_resolve, fut, error)
+
+        self.logs.flusher.request(plog, offset, done)
+        return fut
+
+    # -- connections and lifecycle -------------------------------------------------
+
+    async def _on_connection(self, reader, writer) -> None:
+        task = asyncio.current_task()
+        self._connections.add(task)
+        try:
+            await Connection(self, reader, writer).serve()
+        except asyncio.CancelledError:
+            pass
+        finally:
+            self._connections.discard(task)
+
+    async def stop(self) -> None:
+        if self._server is None:
+            return
+        log.info("shutting down: no new connections, finishing in-flight requests")
+        self._server.close()
+        for task in list(self._connections):
+            task.cancel()
+        if self._connections:
+            await asyncio.wait(list(self._connections), timeout=5)
+        await self._server.wait_closed()
+        self._server = None
+        await asyncio.to_thread(self.logs.close)
+        log.info("all logs flushed; clean shutdown")
+        self._stopped.set()
+
+    async def serve_forever(self) -> None:
+        """Start, run until SIGTERM or SIGINT, then stop cleanly."""
+        await self.start()
+        loop = asyncio.get_running_loop()
+        stopping = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stopping.set)
+        await stopping.wait()
+        await self.stop()
+
+
+def _resolve(fut: asyncio.Future, error) -> None:
+    if not fut.done():
+        fut.set_result(error)
