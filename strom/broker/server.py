@@ -106,6 +106,9 @@ class Broker:
     async def serve_forever(self) -> None:
         """Start, run until SIGTERM or SIGINT, then stop cleanly."""
         await self.start()
+        await self._serve_until_signal()
+
+    async def _serve_until_signal(self) -> None:
         loop = asyncio.get_running_loop()
         stopping = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
