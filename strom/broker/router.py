@@ -53,6 +53,7 @@ def load_handlers() -> None:
         api_versions,
         cluster,
         configs,
+        coordinator,
         fetch,
         metadata,
         offsets,

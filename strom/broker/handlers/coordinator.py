@@ -1,0 +1,32 @@
+"""FindCoordinator (10): this node coordinates every group.
+
+Key type 0 (group) is answered with this broker. Transactions are not
+supported yet, so a transactional key (type 1) gets INVALID_REQUEST: not
+retriable, the client fails fast instead of retrying forever. v4+ batches
+several keys.
+"""
+
+from kio.schema.errors import ErrorCode
+
+from strom.broker.router import api
+
+GROUP, TRANSACTION = 0, 1
+
+
+def _answer(broker, key, key_type) -> dict:
+    host, port = broker.config.advertised
+    if key_type != GROUP:
+        return {"key": key, "node_id": -1, "host": "", "port": -1,
+                "error_code": ErrorCode.invalid_request,
+                "error_message": "transactions are not supported by this broker yet"}
+    return {"key": key, "node_id": broker.config.node_id, "host": host, "port": port,
+            "error_code": 0, "error_message": None}
+
+
+@api(10)
+async def handle_find_coordinator(ctx, request):
+    key_type = getattr(request, "key_type", GROUP)
+    if ctx.version >= 4:
+        return ctx.respond({"throttle_time": 0, "coordinators": [
+            _answer(ctx.broker, key, key_type) for key in request.coordinator_keys]})
+    return ctx.respond({"throttle_time": 0, **_answer(ctx.broker, request.key, key_type)})
