@@ -17,13 +17,14 @@ $(VENV)/.installed-test: $(VENV)/.installed
 install: $(VENV)/.installed
 
 run: $(VENV)/.installed
-	$(VENV)/bin/strom serve --data-dir ./strom-data
+	$(VENV)/bin/strom serve --host 127.0.0.1 --port 9092 --data-dir ./strom-data
 
 test: $(VENV)/.installed-test
 	$(PY) -m pytest -q
 
 bench: $(VENV)/.installed-test
 	$(PY) -m bench.storage
+	$(PY) -m bench.broker
 
 clean:
 	rm -rf $(VENV) strom-data
