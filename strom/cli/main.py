@@ -2,6 +2,7 @@
 
 import asyncio
 import logging
+import sys
 
 import typer
 
@@ -31,6 +32,9 @@ def serve(
     log_level: str = typer.Option(None, "--log-level"),
 ):
     """Run the broker until SIGTERM or Ctrl-C."""
+    # kio imports hypothesis when it is installed (to register strategies),
+    # which costs ~150 ms of start-up; the broker process never needs it.
+    sys.modules.setdefault("hypothesis", None)
     from strom.broker import Broker, BrokerConfig
 
     cfg = BrokerConfig.load(
