@@ -9,7 +9,6 @@ import argparse
 import os
 import statistics
 import tempfile
-import threading
 import time
 
 from strom.records import Record, build_batch
@@ -67,27 +66,37 @@ def log_read(d: str, chunk: bytes, total: int) -> float:
 
 
 def concurrent_appends(d: str, chunk: bytes, writers: int, per_writer: int, group: bool) -> float:
-    """Appends/s with every writer waiting for durability of its own append."""
+    """Appends/s with `writers` concurrent producers on one event loop, as
+    in the broker: each appends, then waits until its append is durable.
+    With group commit the wait is a future resolved by the flusher thread;
+    without, every append is followed by its own fsync."""
+    import asyncio
+
     plog = PartitionLog(DiskMedium(d), "g-0", LogConfig({"retention.ms": "-1"}))
     flusher = Flusher()
-    lock = threading.Lock()
 
-    def work():
-        for _ in range(per_writer):
-            with lock:
+    async def run():
+        loop = asyncio.get_running_loop()
+
+        async def durable(offset):
+            fut = loop.create_future()
+            flusher.request(plog, offset, lambda e: loop.call_soon_threadsafe(fut.set_result, e))
+            await fut
+
+        async def work():
+            for _ in range(per_writer):
                 r = plog.append(chunk)
-                if not group:
-                    plog.flush()  # one fsync per append, under the lock
-            if group:
-                flusher.flush_sync(plog, r.last_offset + 1)
+                if group:
+                    await durable(r.last_offset + 1)
+                else:
+                    plog.flush()
+                    await asyncio.sleep(0)
 
-    threads = [threading.Thread(target=work) for _ in range(writers)]
-    t = time.perf_counter()
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
-    elapsed = time.perf_counter() - t
+        t = time.perf_counter()
+        await asyncio.gather(*(work() for _ in range(writers)))
+        return time.perf_counter() - t
+
+    elapsed = asyncio.run(run())
     flusher.close()
     plog.delete()
     return writers * per_writer / elapsed
