@@ -51,6 +51,10 @@ class BrokerConfig:
     socket_request_max_bytes: int = 100 * 1024 * 1024
     connections_max_idle_ms: int = 600_000
     log_retention_check_interval_ms: int = 5_000
+    # Kafka waits 3 s for more members before a new group's first
+    # rebalance; a lone consumer should not wait, so the default is 0.
+    group_initial_rebalance_delay_ms: int = 0
+    offsets_retention_minutes: int = 7 * 24 * 60
     log_level: str = "INFO"
     topic_defaults: dict[str, str] = field(default_factory=dict)
 

@@ -121,7 +121,13 @@ class Connection:
             if response is NO_RESPONSE:
                 continue
             head = framing.response_header(header.correlation_id, flexible)
-            body = response.buffers if isinstance(response, RawResponse) else [encode(response)]
+            try:
+                body = response.buffers if isinstance(response, RawResponse) else [encode(response)]
+            except Exception:
+                log.exception("cannot encode the response to api key %d v%d; closing %s",
+                              header.api_key, header.api_version, self.peer)
+                writer.close()
+                return
             size = len(head) + sum(len(b) for b in body)
             writer.writelines([framing.frame_size(size), head, *body])
             if writer.transport.get_write_buffer_size() > 4 * 1024 * 1024:

@@ -55,6 +55,8 @@ def load_handlers() -> None:
         configs,
         coordinator,
         fetch,
+        group_offsets,
+        groups,
         metadata,
         offsets,
         produce,

@@ -15,6 +15,7 @@ from strom.broker import router
 from strom.broker.config import BrokerConfig
 from strom.broker.connection import Connection
 from strom.broker.notify import AppendNotifier
+from strom.coordinator import GroupCoordinator
 from strom.storage import LogManager
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,12 @@ class Broker:
             LogManager, cfg.data_dir, storage=cfg.storage, defaults=cfg.topic_defaults,
             maintenance_interval_s=cfg.log_retention_check_interval_ms / 1000,
         )
+        self.groups = GroupCoordinator(
+            self.logs, self.wait_durable,
+            initial_rebalance_delay_ms=cfg.group_initial_rebalance_delay_ms,
+            offsets_retention_ms=cfg.offsets_retention_minutes * 60_000,
+        )
+        await self.groups.start()
         self._server = await asyncio.start_server(
             self._on_connection, cfg.host, cfg.port, reuse_address=True, limit=1 << 20
         )
@@ -99,6 +106,7 @@ class Broker:
             await asyncio.wait(list(self._connections), timeout=5)
         await self._server.wait_closed()
         self._server = None
+        await self.groups.stop()
         await asyncio.to_thread(self.logs.close)
         log.info("all logs flushed; clean shutdown")
         self._stopped.set()

@@ -14,7 +14,7 @@ from dataclasses import MISSING, fields
 from functools import cache
 
 from kio.schema.errors import ErrorCode
-from kio.serial._introspect import EntityField, EntityTupleField, classify_field
+from kio.serial._introspect import EntityField, EntityTupleField, classify_field, is_optional
 
 _ZERO_UUID = uuid.UUID(int=0)
 
@@ -34,7 +34,7 @@ def _plan(cls):
         else:
             default = _zero(kafka_type)
         inner = kind.type_ if isinstance(kind, (EntityField, EntityTupleField)) else None
-        plan.append((f.name, kind.is_array, inner, kafka_type, default))
+        plan.append((f.name, kind.is_array, inner, kafka_type, default, is_optional(f)))
     return plan
 
 
@@ -60,11 +60,15 @@ def _convert(kafka_type, value):
 
 def build(cls, values: dict):
     kwargs = {}
-    for name, is_array, inner, kafka_type, default in _plan(cls):
-        if name not in values:
-            kwargs[name] = default
+    for name, is_array, inner, kafka_type, default, optional in _plan(cls):
+        v = values.get(name, default)
+        if v is None and not optional:
+            # Nullable in some versions only (e.g. JoinGroup protocol_name
+            # before v7): older versions get the empty value.
+            v = default if default is not None else _zero(kafka_type)
+        if v is None:
+            kwargs[name] = None
             continue
-        v = values[name]
         if inner is not None:
             if is_array:
                 v = None if v is None else tuple(build(inner, x) if isinstance(x, dict) else x for x in v)
