@@ -220,12 +220,20 @@ class GroupCoordinator:
         was_leader = old is not None and group.leader == old.member_id
         if was_leader:
             group.leader = new_id
+        if old is not None:
+            member.last_heartbeat = time.monotonic()
         if old is not None and old.awaiting_join:
             old.join_future.set_result(_join_error(ErrorCode.fenced_instance_id, old.member_id))
-        if group.state == STABLE and old is not None and old.protocols == protocols and not was_leader:
+        # As Kafka: a stable group only rebalances when the returning member
+        # no longer supports the group's protocol (its subscription bytes
+        # may differ, e.g. in owned partitions, after a restart). A returning
+        # leader gets the member list with skip_assignment (KIP-814); its
+        # SyncGroup then returns the assignment it already had.
+        if (group.state == STABLE and old is not None
+                and group.protocol in {name for name, _ in protocols}):
             log.info("group %s: static member %s rejoined as %s without a rebalance",
                      group.group_id, instance_id, new_id)
-            return self._join_result(group, member)
+            return {**self._join_result(group, member), "skip_assignment": was_leader}
         fut = member.join_future = asyncio.get_running_loop().create_future()
         self._prepare_rebalance(group, f"static member {instance_id} rejoined")
         self._maybe_complete_join(group)

@@ -1,0 +1,243 @@
+"""Consumer groups with real clients: partition sharing and rebalances,
+fan-out, commits that survive restarts, mixed clients, static membership."""
+
+import asyncio
+import threading
+import time
+from collections import Counter
+
+import pytest
+from confluent_kafka import Consumer, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from strom.embedded import EmbeddedBroker
+
+from .conftest import wait_for
+
+
+def create(bs, name, partitions):
+    admin = AdminClient({"bootstrap.servers": bs})
+    admin.create_topics([NewTopic(name, partitions, 1)])[name].result(10)
+
+
+def fill(bs, topic, n, partitions, start=0):
+    p = Producer({"bootstrap.servers": bs, "acks": "all", "linger.ms": 2})
+    for i in range(start, start + n):
+        p.produce(topic, key=b"%d" % i, value=b"%d" % i, partition=i % partitions)
+    assert p.flush(30) == 0
+
+
+class Member:
+    """A confluent-kafka consumer polled on its own thread, committing after
+    processing, like a service instance."""
+
+    def __init__(self, bs, group, topic, **extra):
+        self.consumer = Consumer({"bootstrap.servers": bs, "group.id": group,
+                                  "auto.offset.reset": "earliest", "enable.auto.commit": False,
+                                  "session.timeout.ms": 6000, "heartbeat.interval.ms": 500,
+                                  **extra})
+        self.consumer.subscribe([topic])
+        self.seen: list[bytes] = []
+        self.assignment: set[int] = set()
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while not self._stop.is_set():
+            msg = self.consumer.poll(0.1)
+            self.assignment = {tp.partition for tp in self.consumer.assignment()}
+            if msg is None or msg.error():
+                continue
+            self.seen.append(msg.value())
+            self.consumer.commit(msg, asynchronous=False)
+        self.consumer.close()
+
+    def stop(self):
+        self._stop.set()
+        self.thread.join(30)
+
+
+def test_three_members_share_six_partitions_and_rebalance(broker):
+    bs = broker.bootstrap_servers
+    create(bs, "orders", 6)
+    fill(bs, "orders", 600, 6)
+    members = [Member(bs, "billing", "orders") for _ in range(3)]
+    try:
+        wait_for(lambda: sorted(len(m.assignment) for m in members) == [2, 2, 2],
+                 message="two partitions each")
+        wait_for(lambda: sum(len(m.seen) for m in members) >= 600, message="600 records")
+        fourth = Member(bs, "billing", "orders")
+        members.append(fourth)
+        wait_for(lambda: sorted(len(m.assignment) for m in members) == [1, 1, 2, 2],
+                 message="rebalance to four members")
+        first = members.pop(0)
+        first.stop()
+        wait_for(lambda: sorted(len(m.assignment) for m in members) == [2, 2, 2],
+                 message="rebalance after a member left")
+        fill(bs, "orders", 60, 6, start=600)
+        wait_for(lambda: len({v for m in members for v in m.seen} | set(first.seen)) == 660,
+                 message="new records")
+    finally:
+        for m in members:
+            m.stop()
+    every = Counter(v for m in members + [first] for v in m.seen)
+    assert set(every) == {b"%d" % i for i in range(660)}  # at least once
+
+
+def test_fan_out_three_groups_each_get_everything(broker):
+    bs = broker.bootstrap_servers
+    create(bs, "events", 3)
+    fill(bs, "events", 300, 3)
+    groups = [Member(bs, g, "events") for g in ("payment", "inventory", "notification")]
+    try:
+        wait_for(lambda: all(len(m.seen) >= 300 for m in groups), message="every group reads all")
+    finally:
+        for m in groups:
+            m.stop()
+    for m in groups:
+        assert sorted(m.seen, key=int) == [b"%d" % i for i in range(300)]  # exactly once each
+
+
+def test_commits_survive_restart_and_consumer_resumes(tmp_path):
+    data = str(tmp_path / "d")
+    with EmbeddedBroker(data_dir=data, storage="disk") as b:
+        create(b.bootstrap_servers, "ledger", 1)
+        fill(b.bootstrap_servers, "ledger", 100, 1)
+        c = Consumer({"bootstrap.servers": b.bootstrap_servers, "group.id": "writer",
+                      "auto.offset.reset": "earliest", "enable.auto.commit": False})
+        c.subscribe(["ledger"])
+        got = []
+        while len(got) < 40:
+            m = c.poll(0.2)
+            if m and not m.error():
+                got.append(m)
+        c.commit(got[-1], asynchronous=False)
+        c.close()
+    with EmbeddedBroker(data_dir=data, storage="disk") as b:
+        admin = AdminClient({"bootstrap.servers": b.bootstrap_servers})
+        listed = admin.list_consumer_groups().result(10)
+        assert "writer" in {g.group_id for g in listed.valid}
+        c = Consumer({"bootstrap.servers": b.bootstrap_servers, "group.id": "writer",
+                      "auto.offset.reset": "earliest"})
+        c.subscribe(["ledger"])
+        first = wait_for(lambda: next((m for m in [c.poll(0.2)] if m and not m.error()), None),
+                         message="first record after restart")
+        assert first.offset() == 40  # right after the last commit
+        c.close()
+
+
+def test_lone_consumer_gets_records_quickly(broker):
+    bs = broker.bootstrap_servers
+    create(bs, "quick", 1)
+    fill(bs, "quick", 1, 1)
+    c = Consumer({"bootstrap.servers": bs, "group.id": "q", "auto.offset.reset": "earliest"})
+    started = time.monotonic()
+    c.subscribe(["quick"])
+    wait_for(lambda: (lambda m: m is not None and not m.error())(c.poll(0.1)), message="record")
+    assert time.monotonic() - started < 2.0  # no initial rebalance delay for a lone member
+    c.close()
+
+
+def test_static_member_restart_causes_no_rebalance(broker):
+    bs = broker.bootstrap_servers
+    create(bs, "static", 4)
+    a = Member(bs, "st", "static", **{"group.instance.id": "a", "session.timeout.ms": 10000})
+    b = Member(bs, "st", "static", **{"group.instance.id": "b", "session.timeout.ms": 10000})
+    try:
+        wait_for(lambda: sorted(len(m.assignment) for m in (a, b)) == [2, 2], message="2 + 2")
+        generation = broker.broker.groups.groups["st"].generation
+        before = set(a.assignment)
+        # A static member's close does not leave the group; restart it at once.
+        a.stop()
+        a = Member(bs, "st", "static", **{"group.instance.id": "a", "session.timeout.ms": 10000})
+        wait_for(lambda: a.assignment == before, message="same partitions back")
+        assert broker.broker.groups.groups["st"].generation == generation
+    finally:
+        a.stop()
+        b.stop()
+
+
+def test_kafka_python_and_aiokafka_groups(broker):
+    from kafka import KafkaConsumer
+
+    bs = broker.bootstrap_servers
+    create(bs, "py", 4)
+    fill(bs, "py", 200, 4)
+    c = KafkaConsumer("py", bootstrap_servers=bs, group_id="kp", auto_offset_reset="earliest",
+                      enable_auto_commit=False)
+    seen = []
+    deadline = time.monotonic() + 30
+    while len(seen) < 200 and time.monotonic() < deadline:
+        for msgs in c.poll(timeout_ms=200).values():
+            seen += [m.value for m in msgs]
+    c.commit()
+    c.close()
+    assert sorted(seen, key=int) == [b"%d" % i for i in range(200)]
+
+    async def aio():
+        from aiokafka import AIOKafkaConsumer
+
+        ac = AIOKafkaConsumer("py", bootstrap_servers=bs, group_id="aio",
+                              auto_offset_reset="earliest", enable_auto_commit=False)
+        await ac.start()
+        got = []
+        try:
+            end = time.monotonic() + 30
+            while len(got) < 200 and time.monotonic() < end:
+                for msgs in (await ac.getmany(timeout_ms=200)).values():
+                    got += [m.value for m in msgs]
+            await ac.commit()
+        finally:
+            await ac.stop()
+        return got
+
+    got = asyncio.run(aio())
+    assert sorted(got, key=int) == [b"%d" % i for i in range(200)]
+    committed = broker.broker.groups.committed("aio")
+    assert sum(v["offset"] for v in committed.values()) == 200
+
+
+def test_mixed_clients_in_one_group_with_range_assignor(broker):
+    from kafka import KafkaConsumer
+
+    bs = broker.bootstrap_servers
+    create(bs, "mixed", 6)
+    confluent = Member(bs, "mix", "mixed", **{"partition.assignment.strategy": "range"})
+    kp = KafkaConsumer("mixed", bootstrap_servers=bs, group_id="mix", auto_offset_reset="earliest",
+                       session_timeout_ms=6000, heartbeat_interval_ms=500)
+    stop = threading.Event()
+
+    def poll_kp():
+        while not stop.is_set():
+            kp.poll(timeout_ms=100)
+
+    t = threading.Thread(target=poll_kp, daemon=True)
+    t.start()
+    try:
+        wait_for(lambda: len(confluent.assignment) == 3 and len(kp.assignment()) == 3,
+                 timeout=30, message="3 + 3 across two client libraries")
+        assert confluent.assignment | {tp.partition for tp in kp.assignment()} == set(range(6))
+    finally:
+        stop.set()
+        t.join(10)
+        kp.close()
+        confluent.stop()
+
+
+def test_bad_commits_get_errors_and_change_nothing(broker):
+    from kio.schema.errors import ErrorCode
+
+    coordinator = broker.broker.groups
+    create(broker.bootstrap_servers, "bc", 1)
+    m = Member(broker.bootstrap_servers, "bcg", "bc")
+    try:
+        wait_for(lambda: m.assignment == {0}, message="assignment")
+        gen = coordinator.groups["bcg"].generation
+        member_id = next(iter(coordinator.groups["bcg"].members))
+        assert coordinator.check_commit("bcg", gen, "nobody", None) == ErrorCode.unknown_member_id
+        assert coordinator.check_commit("bcg", gen + 5, member_id, None) == ErrorCode.illegal_generation
+        assert coordinator.check_commit("bcg", -1, "", None) == ErrorCode.unknown_member_id
+        assert coordinator.committed("bcg") == {}
+    finally:
+        m.stop()
