@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from strom.cli import topic
+from strom.cli import group, topic
 from strom.cli.common import friendly
 from strom.cli.consume import consume
 from strom.cli.produce import produce
@@ -14,6 +14,7 @@ from strom.cli.produce import produce
 app = typer.Typer(help="Strom: a Kafka-compatible event-streaming broker.", no_args_is_help=True,
                   add_completion=False, pretty_exceptions_enable=False)
 app.add_typer(topic.app, name="topic")
+app.add_typer(group.app, name="group")
 app.command("produce")(produce)
 app.command("consume")(consume)
 

@@ -241,3 +241,48 @@ def test_bad_commits_get_errors_and_change_nothing(broker):
         assert coordinator.committed("bcg") == {}
     finally:
         m.stop()
+
+
+MEMBER_SCRIPT = """
+import sys
+from confluent_kafka import Consumer
+c = Consumer({"bootstrap.servers": sys.argv[1], "group.id": sys.argv[2],
+              "auto.offset.reset": "earliest", "enable.auto.commit": False,
+              "session.timeout.ms": 3000, "heartbeat.interval.ms": 300})
+c.subscribe([sys.argv[3]])
+while True:
+    m = c.poll(0.1)
+    if m is not None and not m.error():
+        print(m.value().decode(), flush=True)
+        c.commit(m, asynchronous=False)
+"""
+
+
+def test_sigkilled_member_partitions_move_after_session_timeout(broker, tmp_path):
+    import subprocess
+    import sys
+
+    bs = broker.bootstrap_servers
+    create(bs, "work", 4)
+    fill(bs, "work", 400, 4)
+    script = tmp_path / "member.py"
+    script.write_text(MEMBER_SCRIPT)
+    proc = subprocess.Popen([sys.executable, str(script), bs, "workers", "work"],
+                            stdout=subprocess.PIPE, text=True)
+    survivor = Member(bs, "workers", "work")
+    try:
+        wait_for(lambda: len(survivor.assignment) == 2, timeout=30, message="2 + 2 split")
+        killed_at = time.monotonic()
+        proc.kill()  # SIGKILL: no LeaveGroup, only the session timeout tells
+        proc.wait(10)
+        wait_for(lambda: len(survivor.assignment) == 4, timeout=30, message="all 4 partitions")
+        moved_after = time.monotonic() - killed_at
+        fill(bs, "work", 40, 4, start=400)
+        killed_seen = set(proc.stdout.read().split())
+        wait_for(lambda: {v.decode() for v in survivor.seen} | killed_seen >= {str(i) for i in range(440)},
+                 timeout=30, message="every record processed at least once")
+    finally:
+        survivor.stop()
+        if proc.poll() is None:
+            proc.kill()
+    assert 2.5 < moved_after < 15  # the 3 s session timeout, not before
