@@ -53,6 +53,7 @@ def load_handlers() -> None:
         api_versions,
         cluster,
         configs,
+        consumer_groups,
         coordinator,
         fetch,
         group_offsets,

@@ -22,6 +22,7 @@ import uuid
 from kio.schema.errors import ErrorCode
 
 from strom.coordinator import records as rec
+from strom.coordinator.consumer_group import ConsumerGroups
 from strom.coordinator.group import (
     COMPLETING_REBALANCE,
     DEAD,
@@ -52,6 +53,19 @@ class GroupCoordinator:
         self.offsets: dict[str, dict[tuple[str, int], dict]] = {}
         self._timer: asyncio.Task | None = None
         self._last_expiry = 0.0
+        self.consumer_groups = ConsumerGroups(self._topic_partitions)
+
+    def _topic_partitions(self, names: list[str]) -> dict[str, int]:
+        return {n: self.logs.topics[n].partitions for n in names if n in self.logs.topics}
+
+    def consumer_heartbeat(self, group_id, member_id, epoch, *args) -> dict:
+        """ConsumerGroupHeartbeat (KIP-848). A group id is either classic or
+        consumer-protocol while it has members, not both."""
+        classic = self.groups.get(group_id)
+        if classic is not None and classic.members:
+            return self.consumer_groups._error(
+                ErrorCode.group_id_not_found, "the group uses the classic protocol", member_id)
+        return self.consumer_groups.heartbeat(group_id, member_id, epoch, *args)
 
     # -- start-up: replay the offsets topic ------------------------------------
 
@@ -399,6 +413,8 @@ class GroupCoordinator:
                 log.exception("group timers failed")
 
     def check_timeouts(self) -> None:
+        for group_id, member_id in self.consumer_groups.expire():
+            log.info("group %s: member %s missed its session timeout", group_id, member_id)
         now = time.monotonic()
         for group in list(self.groups.values()):
             for member_id, deadline in list(group.pending.items()):
@@ -436,6 +452,9 @@ class GroupCoordinator:
 
     def check_commit(self, group_id: str, generation: int, member_id: str,
                      instance_id: str | None) -> ErrorCode:
+        consumer = self.consumer_groups.check_commit(group_id, member_id, generation)
+        if consumer is not None:
+            return consumer
         group = self.groups.get(group_id)
         if group is None or not group.members:
             # Simple consumers (assign + commit) use generation -1, no member.
@@ -464,10 +483,12 @@ class GroupCoordinator:
 
     async def delete_group(self, group_id: str) -> ErrorCode:
         group = self.groups.get(group_id)
-        if group is None and group_id not in self.offsets:
+        consumer = self.consumer_groups.groups.get(group_id)
+        if group is None and consumer is None and group_id not in self.offsets:
             return ErrorCode.group_id_not_found
-        if group is not None and group.members:
+        if (group is not None and group.members) or (consumer is not None and consumer.members):
             return ErrorCode.non_empty_group
+        self.consumer_groups.groups.pop(group_id, None)
         entries = [(rec.OffsetKey(group_id, t, p), None) for t, p in self.committed(group_id)]
         entries.append((rec.GroupKey(group_id), None))
         await self._append(entries)

@@ -32,10 +32,12 @@ class Member:
     processing, like a service instance."""
 
     def __init__(self, bs, group, topic, **extra):
+        timeouts = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 500}
+        if extra.get("group.protocol") == "consumer":
+            timeouts = {}  # KIP-848: the broker sets them
         self.consumer = Consumer({"bootstrap.servers": bs, "group.id": group,
                                   "auto.offset.reset": "earliest", "enable.auto.commit": False,
-                                  "session.timeout.ms": 6000, "heartbeat.interval.ms": 500,
-                                  **extra})
+                                  **timeouts, **extra})
         self.consumer.subscribe([topic])
         self.seen: list[bytes] = []
         self.assignment: set[int] = set()
@@ -286,3 +288,46 @@ def test_sigkilled_member_partitions_move_after_session_timeout(broker, tmp_path
         if proc.poll() is None:
             proc.kill()
     assert 2.5 < moved_after < 15  # the 3 s session timeout, not before
+
+
+def test_kip848_consumer_protocol_join_rebalance_commit(broker):
+    bs = broker.bootstrap_servers
+    create(bs, "k848", 6)
+    fill(bs, "k848", 600, 6)
+    new = {"group.protocol": "consumer"}
+    a = Member(bs, "g848", "k848", **new)
+    b = None
+    try:
+        wait_for(lambda: len(a.assignment) == 6, message="a lone member owns all 6")
+        b = Member(bs, "g848", "k848", **new)
+        wait_for(lambda: len(a.assignment) == 3 and len(b.assignment) == 3, message="3 + 3")
+        assert not a.assignment & b.assignment  # never owned twice
+        wait_for(lambda: len({v for m in (a, b) for v in m.seen}) == 600, message="all records")
+        group = broker.broker.groups.consumer_groups.groups["g848"]
+        assert group.state == "Stable" and group.assignor == "uniform"
+        b.stop()
+        wait_for(lambda: len(a.assignment) == 6, message="a owns all 6 again")
+        committed = broker.broker.groups.committed("g848")
+        assert sum(v["offset"] for v in committed.values()) == 600  # every commit landed
+    finally:
+        a.stop()
+        if b:
+            b.stop()
+
+
+def test_kip848_assignors_unit():
+    from strom.coordinator.consumer_group import ConsumerMember, assign
+
+    members = {m: ConsumerMember(m, None, "c", "h", None, 1000, subscribed=["t", "u"])
+               for m in ("m1", "m2", "m3")}
+    for name in ("uniform", "range"):
+        out = assign(name, members, {"t": 4, "u": 2})
+        owned = [(t, p) for m in out.values() for t, ps in m.items() for p in ps]
+        assert sorted(owned) == sorted([("t", p) for p in range(4)] + [("u", 0), ("u", 1)])
+    uniform = assign("uniform", members, {"t": 4, "u": 2})
+    assert sorted(sum(len(ps) for ps in m.values()) for m in uniform.values()) == [2, 2, 2]
+    ranged = assign("range", members, {"t": 4, "u": 2})  # per topic, like Kafka's range
+    assert [sorted(ranged[m].get("t", ())) for m in ("m1", "m2", "m3")] == [[0, 1], [2], [3]]
+    assert [sorted(ranged[m].get("u", ())) for m in ("m1", "m2", "m3")] == [[0], [1], []]
+    members["m1"].assigned = {"t": {3}}
+    assert 3 in assign("uniform", members, {"t": 4, "u": 2})["m1"].get("t", set())  # sticky

@@ -56,17 +56,14 @@ async def handle_leave_group(ctx, request):
     ]})
 
 
-def _group_type(group) -> str:
-    return "classic"
-
-
 @api(16)
 async def handle_list_groups(ctx, request):
     states = {s.lower() for s in getattr(request, "states_filter", ()) or ()}
     types = {t.lower() for t in getattr(request, "types_filter", ()) or ()}
     groups = []
     coordinator = ctx.broker.groups
-    for group_id in sorted(set(coordinator.groups) | set(coordinator.offsets)):
+    classic_ids = (set(coordinator.groups) | set(coordinator.offsets)) - set(coordinator.consumer_groups.groups)
+    for group_id in sorted(classic_ids):
         group = coordinator.groups.get(group_id)
         state = group.state if group else "Empty"
         if state == DEAD or (states and state.lower() not in states):
@@ -76,6 +73,13 @@ async def handle_list_groups(ctx, request):
         groups.append({"group_id": group_id,
                        "protocol_type": (group.protocol_type if group else None) or "consumer",
                        "group_state": state, "group_type": "classic"})
+    for group_id, group in sorted(coordinator.consumer_groups.groups.items()):
+        if group_id in coordinator.groups or (states and group.state.lower() not in states):
+            continue
+        if types and "consumer" not in types:
+            continue
+        groups.append({"group_id": group_id, "protocol_type": "consumer",
+                       "group_state": group.state, "group_type": "consumer"})
     return ctx.respond({"throttle_time": 0, "error_code": 0, "groups": groups})
 
 
