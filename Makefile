@@ -25,6 +25,7 @@ test: $(VENV)/.installed-test
 bench: $(VENV)/.installed-test
 	$(PY) -m bench.storage
 	$(PY) -m bench.broker
+	$(PY) -m bench.groups
 
 clean:
 	rm -rf $(VENV) strom-data

@@ -331,3 +331,122 @@ def test_kip848_assignors_unit():
     assert [sorted(ranged[m].get("u", ())) for m in ("m1", "m2", "m3")] == [[0], [1], []]
     members["m1"].assigned = {"t": {3}}
     assert 3 in assign("uniform", members, {"t": 4, "u": 2})["m1"].get("t", set())  # sticky
+
+
+def _kafka_python_member(bs, group, topic, seen, stop):
+    from kafka import KafkaConsumer
+
+    c = KafkaConsumer(topic, bootstrap_servers=bs, group_id=group, auto_offset_reset="earliest",
+                      enable_auto_commit=False, session_timeout_ms=6000, heartbeat_interval_ms=300)
+    state = {"assignment": set()}
+
+    def run():
+        while not stop.is_set():
+            for msgs in c.poll(timeout_ms=100).values():
+                seen.extend(m.value for m in msgs)
+                c.commit()
+            state["assignment"] = {tp.partition for tp in c.assignment()}
+        c.close()
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return state, t
+
+
+def test_kafka_python_members_share_and_rebalance(broker):
+    bs = broker.bootstrap_servers
+    create(bs, "kp4", 4)
+    fill(bs, "kp4", 400, 4)
+    seen_a, seen_b = [], []
+    stop_a, stop_b = threading.Event(), threading.Event()
+    a, ta = _kafka_python_member(bs, "kpg", "kp4", seen_a, stop_a)
+    b, tb = _kafka_python_member(bs, "kpg", "kp4", seen_b, stop_b)
+    try:
+        wait_for(lambda: len(a["assignment"]) == 2 and len(b["assignment"]) == 2, timeout=30,
+                 message="2 + 2 with kafka-python")
+        wait_for(lambda: len(seen_a) + len(seen_b) >= 400, timeout=30, message="all records")
+        stop_b.set()
+        tb.join(10)
+        wait_for(lambda: len(a["assignment"]) == 4, timeout=30, message="survivor takes all 4")
+        fill(bs, "kp4", 40, 4, start=400)
+        wait_for(lambda: len(seen_a) + len(seen_b) >= 440, timeout=30, message="new records")
+    finally:
+        stop_a.set()
+        stop_b.set()
+        ta.join(10)
+    # nothing crashed and every batch was committed after processing: exactly once
+    assert sorted(seen_a + seen_b, key=int) == [b"%d" % i for i in range(440)]
+
+
+def test_aiokafka_members_share_and_rebalance(broker):
+    from aiokafka import AIOKafkaConsumer
+
+    bs = broker.bootstrap_servers
+    create(bs, "aio4", 4)
+    fill(bs, "aio4", 400, 4)
+
+    async def run():
+        seen = []
+
+        async def member(stop_after=None):
+            c = AIOKafkaConsumer("aio4", bootstrap_servers=bs, group_id="aiog",
+                                 auto_offset_reset="earliest", enable_auto_commit=False,
+                                 session_timeout_ms=6000, heartbeat_interval_ms=300)
+            await c.start()
+            try:
+                while True:
+                    for msgs in (await c.getmany(timeout_ms=100)).values():
+                        seen.extend(m.value for m in msgs)
+                        await c.commit()
+                    yield {tp.partition for tp in c.assignment()}
+            finally:
+                await c.stop()
+
+        ma, mb = member(), member()
+        sa = sb = set()
+        deadline = time.monotonic() + 30
+        while not (len(sa) == 2 and len(sb) == 2) and time.monotonic() < deadline:
+            sa, sb = await ma.__anext__(), await mb.__anext__()
+        assert len(sa) == 2 and len(sb) == 2, (sa, sb)
+        await mb.aclose()  # leaves the group
+        deadline = time.monotonic() + 30
+        while len(sa) < 4 and time.monotonic() < deadline:
+            sa = await ma.__anext__()
+        assert sa == {0, 1, 2, 3}
+        while len(seen) < 400 and time.monotonic() < deadline + 30:
+            await ma.__anext__()
+        await ma.aclose()
+        return seen
+
+    seen = asyncio.run(run())
+    assert sorted(seen, key=int) == [b"%d" % i for i in range(400)]
+
+
+def test_offsets_expire_for_empty_groups_and_topic_stays_compact(broker):
+    coordinator = broker.broker.groups
+    create(broker.bootstrap_servers, "exp", 1)
+
+    async def scenario():
+        for i in range(300):
+            await coordinator.commit("old-group", [("exp", 0, i, -1, "")])
+        await coordinator.commit("other", [("exp", 0, 5, -1, "")])
+        assert await coordinator.expire_offsets() == 0  # fresh commits stay
+        far_future = int(time.time() * 1000) + coordinator.offsets_retention_ms + 1000
+        return await coordinator.expire_offsets(now_ms=far_future)
+
+    future = asyncio.run_coroutine_threadsafe(scenario(), broker._loop)
+    assert future.result(30) == 2
+    assert coordinator.committed("old-group") == {}
+    plog = broker.broker.logs.get_log("__consumer_offsets", 0)
+    assert plog.log_end_offset >= 302
+    plog.roll()
+    from strom.storage import cleaner
+
+    cleaner.clean(plog)
+    live = 0
+    from strom.records.batch import batch_records, iter_batches
+
+    data = plog.read(plog.log_start_offset, 1 << 24)
+    for pos, _ in iter_batches(data):
+        live += len(batch_records(data, pos))
+    assert live <= 4  # one record per key survives compaction (tombstones for a day)
