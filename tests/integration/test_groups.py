@@ -442,7 +442,7 @@ def test_offsets_expire_for_empty_groups_and_topic_stays_compact(broker):
     plog.roll()
     from strom.storage import cleaner
 
-    cleaner.clean(plog)
+    cleaner.clean(plog, int(time.time() * 1000) + 1000)
     live = 0
     from strom.records.batch import batch_records, iter_batches
 
