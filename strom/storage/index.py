@@ -24,57 +24,47 @@ from bisect import bisect_right
 
 from strom.storage.errors import SuspectIndexError
 
-_OFFSET_ENTRY = struct.Struct(">II")
-_TIME_ENTRY = struct.Struct(">qI")
+class _Index:
+    """Two parallel columns of entries, mirrored to an append-only file.
+    Subclasses name the columns and the entry struct."""
 
+    ENTRY: struct.Struct
+    TYPES: tuple[str, str]
 
-class OffsetIndex:
     def __init__(self, file):
         self._file = file
-        self.relative_offsets = array("I")
-        self.positions = array("I")
         self._written = 0  # entries already in the file; the rest go at sync
+        self._clear()
 
-    def load(self, log_size: int) -> None:
+    def _clear(self) -> None:
+        self.first, self.second = array(self.TYPES[0]), array(self.TYPES[1])
+
+    def _read_entries(self, what: str):
         data = self._file.pread(0, self._file.size)
-        if len(data) % _OFFSET_ENTRY.size:
-            raise SuspectIndexError("offset index size is not a multiple of 8")
-        last_rel, last_pos = -1, -1
-        for rel, pos in _OFFSET_ENTRY.iter_unpack(data):
-            if rel <= last_rel or pos <= last_pos or pos >= log_size:
-                raise SuspectIndexError("offset index entries are out of order or past the log")
-            self.relative_offsets.append(rel)
-            self.positions.append(pos)
-            last_rel, last_pos = rel, pos
-        self._written = len(self.positions)
+        if len(data) % self.ENTRY.size:
+            raise SuspectIndexError(f"{what} size is not a multiple of {self.ENTRY.size}")
+        return self.ENTRY.iter_unpack(data)
 
-    def append(self, relative_offset: int, position: int) -> None:
-        self.relative_offsets.append(relative_offset)
-        self.positions.append(position)
+    def _add(self, a: int, b: int) -> None:
+        self.first.append(a)
+        self.second.append(b)
 
-    def lookup(self, relative_offset: int) -> int:
-        """Position of the last indexed batch starting at or before the offset."""
-        i = bisect_right(self.relative_offsets, relative_offset)
-        return self.positions[i - 1] if i else 0
+    def __len__(self) -> int:
+        return len(self.first)
 
     def reset(self) -> None:
-        self.relative_offsets = array("I")
-        self.positions = array("I")
+        self._clear()
         self._file.truncate(0)
         self._written = 0
 
-    def __len__(self) -> int:
-        return len(self.positions)
-
     def write_pending(self) -> None:
-        """Append entries added since the last call to the file (one write:
-        per-entry writes would cost a syscall per produce)."""
-        n = len(self.positions)
+        """Append entries added since the last call to the file in one write
+        (a write per entry would cost a syscall per produce)."""
+        n = len(self.first)
         if n > self._written:
+            pack = self.ENTRY.pack
             self._file.append([b"".join(
-                _OFFSET_ENTRY.pack(self.relative_offsets[i], self.positions[i])
-                for i in range(self._written, n)
-            )])
+                pack(self.first[i], self.second[i]) for i in range(self._written, n))])
             self._written = n
 
     def sync(self) -> None:
@@ -86,61 +76,67 @@ class OffsetIndex:
         self._file.close()
 
 
-class TimeIndex:
-    def __init__(self, file):
-        self._file = file
-        self.timestamps = array("q")
-        self.relative_offsets = array("I")
-        self._written = 0
+class OffsetIndex(_Index):
+    ENTRY = struct.Struct(">II")
+    TYPES = ("I", "I")
+
+    @property
+    def relative_offsets(self):
+        return self.first
+
+    @property
+    def positions(self):
+        return self.second
+
+    def load(self, log_size: int) -> None:
+        last_rel, last_pos = -1, -1
+        for rel, pos in self._read_entries("offset index"):
+            if rel <= last_rel or pos <= last_pos or pos >= log_size:
+                raise SuspectIndexError("offset index entries are out of order or past the log")
+            self._add(rel, pos)
+            last_rel, last_pos = rel, pos
+        self._written = len(self)
+
+    def append(self, relative_offset: int, position: int) -> None:
+        self._add(relative_offset, position)
+
+    def lookup(self, relative_offset: int) -> int:
+        """Position of the last indexed batch starting at or before the offset."""
+        i = bisect_right(self.first, relative_offset)
+        return self.second[i - 1] if i else 0
+
+
+class TimeIndex(_Index):
+    ENTRY = struct.Struct(">qI")
+    TYPES = ("q", "I")
+
+    @property
+    def timestamps(self):
+        return self.first
+
+    @property
+    def relative_offsets(self):
+        return self.second
 
     def load(self, max_relative_offset: int) -> None:
-        data = self._file.pread(0, self._file.size)
-        if len(data) % _TIME_ENTRY.size:
-            raise SuspectIndexError("time index size is not a multiple of 12")
         last_ts, last_rel = None, -1
-        for ts, rel in _TIME_ENTRY.iter_unpack(data):
+        for ts, rel in self._read_entries("time index"):
             if (last_ts is not None and ts <= last_ts) or rel < last_rel or rel > max_relative_offset:
                 raise SuspectIndexError("time index entries are out of order or past the log")
-            self.timestamps.append(ts)
-            self.relative_offsets.append(rel)
+            self._add(ts, rel)
             last_ts, last_rel = ts, rel
-        self._written = len(self.timestamps)
+        self._written = len(self)
 
     @property
     def last_timestamp(self) -> int | None:
-        return self.timestamps[-1] if self.timestamps else None
+        return self.first[-1] if self.first else None
 
     def maybe_append(self, timestamp: int, relative_offset: int) -> None:
-        if self.timestamps and timestamp <= self.timestamps[-1]:
-            return
-        self.timestamps.append(timestamp)
-        self.relative_offsets.append(relative_offset)
+        if not self.first or timestamp > self.first[-1]:
+            self._add(timestamp, relative_offset)
 
     def lookup(self, timestamp: int) -> int:
         """Relative offset of the last entry with a timestamp below `timestamp`,
         from where a scan finds the first record at or after it; 0 if none."""
-        i = bisect_right(self.timestamps, timestamp - 1)
-        return self.relative_offsets[i - 1] if i else 0
-
-    def reset(self) -> None:
-        self.timestamps = array("q")
-        self.relative_offsets = array("I")
-        self._file.truncate(0)
-        self._written = 0
-
-    def write_pending(self) -> None:
-        n = len(self.timestamps)
-        if n > self._written:
-            self._file.append([b"".join(
-                _TIME_ENTRY.pack(self.timestamps[i], self.relative_offsets[i])
-                for i in range(self._written, n)
-            )])
-            self._written = n
-
-    def sync(self) -> None:
-        self.write_pending()
-        self._file.sync()
-
-    def close(self) -> None:
-        self.write_pending()
-        self._file.close()
+        i = bisect_right(self.first, timestamp - 1)
+        return self.second[i - 1] if i else 0
