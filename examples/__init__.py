@@ -1,0 +1,1 @@
+"""The seed's scenarios as runnable programs (see each folder's README)."""
