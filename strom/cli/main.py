@@ -9,6 +9,7 @@ import typer
 from strom.cli import group, topic
 from strom.cli.common import friendly
 from strom.cli.consume import consume
+from strom.cli.demo import demo
 from strom.cli.produce import produce
 
 app = typer.Typer(help="Strom: a Kafka-compatible event-streaming broker.", no_args_is_help=True,
@@ -17,6 +18,7 @@ app.add_typer(topic.app, name="topic")
 app.add_typer(group.app, name="group")
 app.command("produce")(produce)
 app.command("consume")(consume)
+app.command("demo")(demo)
 
 
 @app.command()

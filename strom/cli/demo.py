@@ -1,0 +1,35 @@
+"""`strom demo NAME`: run one of the seed's scenarios on an embedded broker."""
+
+import importlib
+
+import typer
+
+from strom.cli.common import fail, friendly
+
+DEMOS = {
+    "ecommerce": "order flow: fan-out to payment, inventory, notification; catch-up; replay",
+    "rideshare": "driver locations: ETAs, surge pricing in tumbling windows, a live map",
+    "banking": "fraud checks and an exactly-once SQLite ledger that survives SIGKILL",
+    "eventsourcing": "state rebuilt by replay; snapshots in a compacted topic",
+}
+
+
+@friendly
+def demo(
+    name: str = typer.Argument(..., help=", ".join(DEMOS)),
+    bootstrap: str = typer.Option(None, "--bootstrap-server", "-b",
+                                  help="run against this cluster instead of an embedded broker"),
+):
+    """Run an example scenario and print what happens."""
+    if name not in DEMOS:
+        fail(f"unknown demo {name!r}; choose one of: {', '.join(DEMOS)}")
+    try:
+        app = importlib.import_module(f"examples.{name}.app")
+    except ImportError:
+        fail("the examples are not installed: run `strom demo` from a checkout of strom")
+    from examples.common import broker
+
+    print(f"{name}: {DEMOS[name]}")
+    with broker(bootstrap) as bootstrap_servers:
+        print(f"broker: {bootstrap_servers}")
+        app.run(bootstrap_servers)
