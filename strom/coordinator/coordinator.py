@@ -34,7 +34,7 @@ from strom.coordinator.group import (
 )
 from strom.protocol.errors import error_for
 from strom.records import Record, build_batch
-from strom.records.batch import batch_records
+from strom.records.batch import batch_records, iter_batches
 
 log = logging.getLogger(__name__)
 
@@ -78,8 +78,8 @@ class GroupCoordinator:
         offset, count = self.plog.log_start_offset, 0
         while offset < self.plog.log_end_offset:
             data = self.plog.read(offset, 1 << 20)
-            from strom.records.batch import iter_batches
-
+            if not data:
+                break
             for pos, header in iter_batches(data):
                 for r in batch_records(data, pos):
                     if r.offset >= offset and r.key is not None:

@@ -127,12 +127,14 @@ class LogManager:
             self.topics[name] = topic
             self._by_id[topic.topic_id] = topic
         for name in m.listdir():
-            if files.parse_partition_dir_name(name) and name not in wanted and not m.exists(name + "/" + files.META_FILE):
-                if any(files.parse_segment_name(n) for n in m.listdir(name)):
-                    log.warning("removing %s: its topic is not in %s", name, files.TOPICS_FILE)
-                    m.rmtree(name)
+            if (files.parse_partition_dir_name(name) and name not in wanted
+                    and any(files.parse_segment_name(n) for n in m.listdir(name))):
+                log.warning("removing %s: its topic is not in %s", name, files.TOPICS_FILE)
+                m.rmtree(name)
         m.remove(files.CLEAN_SHUTDOWN_FILE)
-        if clean:
+        if not registry:
+            log.info("data directory has no topics yet")
+        elif clean:
             log.info("loaded %d topics after a clean shutdown", len(self.topics))
         else:
             log.info("loaded %d topics; logs recovered from their recovery points", len(self.topics))
