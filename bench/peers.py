@@ -224,7 +224,7 @@ print(n)
             consumed[i] += sum(1 for m in c.consume(5000, 0.2) if not m.error())
         c.close()
 
-    threads = [threading.Thread(target=member, args=(i,)) for i in range(4)]
+    threads = [threading.Thread(target=member, args=(i,), daemon=True) for i in range(4)]
     for t in threads:
         t.start()
     time.sleep(2)
@@ -307,6 +307,51 @@ def startup_with_partitions(system: Broker, partitions: int = 1000) -> float:
     return elapsed
 
 
+def w1(s, rec, args):
+    bs, n = s.bootstrap, args.w1
+    create(bs, "w1")
+    cpu0 = cpu_seconds(s.proc.pid)
+    rec(s.name, "W1 produce 100 B (msg/s)", n / produce(bs, "w1", n, 100))
+    cpu1 = cpu_seconds(s.proc.pid)
+    rec(s.name, "W1 consume 100 B (msg/s)", n / consume(bs, "w1", n))
+    rec(s.name, "broker CPU s per 1M produced", (cpu1 - cpu0) * 1e6 / n)
+    rec(s.name, "RSS after W1 (MB)", rss_mb(s.proc.pid))
+
+
+def w2(s, rec, args):
+    create(s.bootstrap, "w2")
+    n = 200_000
+    rec(s.name, "W2 produce 1 KB (MB/s)", n * 1000 / produce(s.bootstrap, "w2", n, 1000) / 1e6)
+    rec(s.name, "W2 consume 1 KB (MB/s)", n * 1000 / consume(s.bootstrap, "w2", n) / 1e6)
+
+
+def w3(s, rec, args):
+    create(s.bootstrap, "w3")
+    lat = sorted(latency(s.bootstrap, "w3", seconds=args.w3_seconds))
+    for q, label in ((0.5, "p50"), (0.99, "p99"), (0.999, "p99.9")):
+        rec(s.name, f"W3 latency {label} (ms)", lat[min(int(q * len(lat)), len(lat) - 1)])
+    rec(s.name, "W3 latency max (ms)", lat[-1])
+
+
+def w4(s, rec, args):
+    create(s.bootstrap, "w4", 16)
+    produced, consumed = many(s.bootstrap, "w4", args.w4_seconds)
+    if s.proc.poll() is not None:
+        raise RuntimeError("the broker died during W4")
+    rec(s.name, "W4 16 partitions produce (msg/s)", produced)
+    rec(s.name, "W4 16 partitions consume (msg/s)", consumed)
+
+
+def w5(s, rec, args):
+    create(s.bootstrap, "w5")
+    n = 20_000
+    rec(s.name, "W5 produce 100 KB (MB/s)", n * 100_000 / produce(s.bootstrap, "w5", n, 100_000) / 1e6)
+    rec(s.name, "W5 consume 100 KB (MB/s)", n * 100_000 / consume(s.bootstrap, "w5", n) / 1e6)
+
+
+WORKLOADS = [w1, w2, w3, w4, w5]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=3)
@@ -317,6 +362,7 @@ def main() -> None:
     args = ap.parse_args()
     systems = [Strom(), Tansu()]
     r: dict[tuple[str, str], list[float]] = {}
+    failures: dict[tuple[str, str], list[str]] = {}
 
     def rec(system, key, value):
         r.setdefault((key, system), []).append(value)
@@ -330,31 +376,14 @@ def main() -> None:
             rec(s.name, "start-up, empty (ms)", s.start() * 1000)
             time.sleep(0.5)
             rec(s.name, "idle RSS (MB)", rss_mb(s.proc.pid))
-            bs = s.bootstrap
-            create(bs, "w1")
-            cpu0 = cpu_seconds(s.proc.pid)
-            rec(s.name, "W1 produce 100 B (msg/s)", args.w1 / produce(bs, "w1", args.w1, 100))
-            cpu1 = cpu_seconds(s.proc.pid)
-            rec(s.name, "W1 consume 100 B (msg/s)", args.w1 / consume(bs, "w1", args.w1))
-            rec(s.name, "broker CPU s per 1M produced", (cpu1 - cpu0) * 1e6 / args.w1)
-            rec(s.name, "RSS after W1 (MB)", rss_mb(s.proc.pid))
-            create(bs, "w2")
-            n2 = 200_000
-            rec(s.name, "W2 produce 1 KB (MB/s)", n2 * 1000 / produce(bs, "w2", n2, 1000) / 1e6)
-            rec(s.name, "W2 consume 1 KB (MB/s)", n2 * 1000 / consume(bs, "w2", n2) / 1e6)
-            create(bs, "w3")
-            lat = sorted(latency(bs, "w3", seconds=args.w3_seconds))
-            for q, label in ((0.5, "p50"), (0.99, "p99"), (0.999, "p99.9")):
-                rec(s.name, f"W3 latency {label} (ms)", lat[min(int(q * len(lat)), len(lat) - 1)])
-            rec(s.name, "W3 latency max (ms)", lat[-1])
-            create(bs, "w4", 16)
-            produced, consumed_ = many(bs, "w4", args.w4_seconds)
-            rec(s.name, "W4 16 partitions produce (msg/s)", produced)
-            rec(s.name, "W4 16 partitions consume (msg/s)", consumed_)
-            create(bs, "w5")
-            n5 = 20_000
-            rec(s.name, "W5 produce 100 KB (MB/s)", n5 * 100_000 / produce(bs, "w5", n5, 100_000) / 1e6)
-            rec(s.name, "W5 consume 100 KB (MB/s)", n5 * 100_000 / consume(bs, "w5", n5) / 1e6)
+            for workload in WORKLOADS:
+                if s.proc.poll() is not None:  # it crashed in an earlier workload
+                    s.start()
+                try:
+                    workload(s, rec, args)
+                except Exception as e:
+                    print(f"  {s.name}: {workload.__name__} failed: {e}", file=sys.stderr, flush=True)
+                    failures.setdefault((workload.__name__, s.name), []).append(str(e)[:80])
             s.stop()
         for s in systems:
             s.wipe()
@@ -377,6 +406,9 @@ def main() -> None:
             continue
         ratio = f"{med['strom'] / med['tansu']:.2f}" if "strom" in med and med.get("tansu") else "-"
         lines.append(f"| {key} | {cells[0]} | {cells[1]} | {ratio} |")
+    for (workload, name), errors in failures.items():
+        lines.append(f"| {workload} failed on {name} | {len(errors)} of {args.rounds} rounds: "
+                     f"{errors[0]} | | |")
     table = "\n".join(lines)
     print(table)
     if args.write:

@@ -186,6 +186,9 @@ class LogManager:
         except KeyError:
             raise UnknownTopicError(f"unknown topic {name}") from None
 
+    def find_topic_by_id(self, topic_id) -> Topic | None:
+        return self._by_id.get(topic_id)
+
     def get_topic_by_id(self, topic_id: uuid.UUID) -> Topic:
         try:
             return self._by_id[topic_id]

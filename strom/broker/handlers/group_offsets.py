@@ -20,33 +20,50 @@ async def handle_offset_commit(ctx, request):
     error = coordinator.check_commit(request.group_id, request.generation_id_or_member_epoch,
                                      request.member_id, getattr(request, "group_instance_id", None))
     topics, to_commit = [], []
+    logs = ctx.broker.logs
     for t in request.topics:
-        topic = ctx.broker.logs.topics.get(t.name)
+        topic, name = _resolve(logs, t)
         parts = []
         for p in t.partitions:
             code = error
             if not code and (topic is None or not 0 <= p.partition_index < topic.partitions):
-                code = ErrorCode.unknown_topic_or_partition
+                code = (ErrorCode.unknown_topic_id if name is None
+                        else ErrorCode.unknown_topic_or_partition)
             if not code and p.committed_metadata and len(p.committed_metadata) > METADATA_MAX_BYTES:
                 code = ErrorCode.offset_metadata_too_large
             if not code:
-                to_commit.append((t.name, p.partition_index, p.committed_offset,
+                to_commit.append((name, p.partition_index, p.committed_offset,
                                   getattr(p, "committed_leader_epoch", -1), p.committed_metadata))
             parts.append({"partition_index": p.partition_index, "error_code": code})
-        topics.append({"name": t.name, "partitions": parts})
+        topics.append({"name": name or "", "topic_id": getattr(t, "topic_id", None),
+                       "partitions": parts})
     if to_commit:
         await coordinator.commit(request.group_id, to_commit)
     return ctx.respond({"throttle_time": 0, "topics": topics})
 
 
-def _fetch_group(coordinator, group_id, topics) -> list[dict]:
+def _resolve(logs, t):
+    """(topic or None, name or None) for a request entry that names its
+    topic by name, or by topic_id in the newest versions (KIP-848)."""
+    name = getattr(t, "name", None)
+    if name is None:
+        topic = logs.find_topic_by_id(getattr(t, "topic_id", None))
+        return topic, topic.name if topic else None
+    return logs.topics.get(name), name
+
+
+def _fetch_group(logs, coordinator, group_id, topics) -> list[dict]:
     committed = coordinator.committed(group_id)
     if topics is None:
         wanted: dict[str, list[int]] = {}
         for topic, partition in sorted(committed):
             wanted.setdefault(topic, []).append(partition)
     else:
-        wanted = {t.name: list(t.partition_indexes) for t in topics}
+        wanted = {}
+        for t in topics:
+            _, name = _resolve(logs, t)
+            if name is not None:
+                wanted[name] = list(t.partition_indexes)
     out = []
     for name, partitions in wanted.items():
         parts = []
@@ -56,7 +73,8 @@ def _fetch_group(coordinator, group_id, topics) -> list[dict]:
                           "committed_offset": c["offset"] if c else -1,
                           "committed_leader_epoch": c["leader_epoch"] if c else -1,
                           "metadata": c["metadata"] if c else ""})
-        out.append({"name": name, "partitions": parts})
+        topic = logs.topics.get(name)
+        out.append({"name": name, "topic_id": topic.topic_id if topic else None, "partitions": parts})
     return out
 
 
@@ -66,11 +84,12 @@ async def handle_offset_fetch(ctx, request):
     if ctx.version >= 8:
         return ctx.respond({"throttle_time": 0, "groups": [
             {"group_id": g.group_id, "error_code": 0,
-             "topics": _fetch_group(coordinator, g.group_id, g.topics)}
+             "topics": _fetch_group(ctx.broker.logs, coordinator, g.group_id, g.topics)}
             for g in request.groups
         ]})
     return ctx.respond({"throttle_time": 0, "error_code": 0,
-                        "topics": _fetch_group(coordinator, request.group_id, request.topics)})
+                        "topics": _fetch_group(ctx.broker.logs, coordinator, request.group_id,
+                                               request.topics)})
 
 
 @api(47)

@@ -12,9 +12,10 @@ import logging
 
 from kio.schema.errors import ErrorCode
 
-from strom.broker.context import NO_RESPONSE
+from strom.broker.context import NO_RESPONSE, RawResponse
 from strom.broker.handlers.errors import error_code
 from strom.broker.router import api
+from strom.protocol.produce_response import encode_produce_response
 from strom.records.errors import InvalidRecordError
 from strom.storage import StorageError
 
@@ -28,7 +29,13 @@ async def handle_produce(ctx, request):
     results = []
     durable = []
     for topic_data in request.topic_data:
-        topic = broker.logs.topics.get(topic_data.name)
+        name = getattr(topic_data, "name", None)
+        topic_id = getattr(topic_data, "topic_id", None)  # v13+ (KIP-516)
+        if name is None:
+            topic = broker.logs.find_topic_by_id(topic_id)
+            name = topic.name if topic else ""
+        else:
+            topic = broker.logs.topics.get(name)
         partitions = []
         for part in topic_data.partition_data:
             entry = {"index": part.index, "error_code": ErrorCode.none, "base_offset": -1,
@@ -38,7 +45,8 @@ async def handle_produce(ctx, request):
                 entry["error_code"] = ErrorCode.invalid_required_acks
                 continue
             if topic is None or not 0 <= part.index < topic.partitions:
-                entry["error_code"] = ErrorCode.unknown_topic_or_partition
+                entry["error_code"] = (ErrorCode.unknown_topic_id if topic_id is not None and topic is None
+                                       else ErrorCode.unknown_topic_or_partition)
                 continue
             plog = topic.logs[part.index]
             try:
@@ -49,14 +57,15 @@ async def handle_produce(ctx, request):
                 entry["error_code"] = error_code(e)
                 entry["error_message"] = str(e)
                 log.warning("produce to %s-%d from %s refused: %s",
-                            topic_data.name, part.index, ctx.header.client_id, e)
+                            name, part.index, ctx.header.client_id, e)
                 continue
             broker.notifier.notify(plog)
             entry.update(base_offset=result.base_offset, log_append_time=result.log_append_time,
                          log_start_offset=result.log_start_offset)
             if acks == -1:
                 durable.append((entry, broker.wait_durable(plog, result.last_offset + 1)))
-        results.append({"name": topic_data.name, "partition_responses": partitions})
+        results.append({"name": name, "topic_id": topic_id or (topic.topic_id if topic else None),
+                        "partition_responses": partitions})
     if acks == 0:
         return NO_RESPONSE
     if durable:
@@ -65,4 +74,4 @@ async def handle_produce(ctx, request):
             if err is not None:
                 entry["error_code"] = ErrorCode.kafka_storage_error
                 entry["error_message"] = str(err)
-    return ctx.respond({"responses": results, "throttle_time": 0})
+    return RawResponse([encode_produce_response(ctx.version, results)])

@@ -53,3 +53,24 @@ def test_record_data_is_passed_through_not_copied():
     topics = [FetchTopic("t", TOPIC_ID, [FetchPartition(0, records=data)])]
     buffers = encode_fetch_response(12, topics)
     assert any(b is data for b in buffers)
+
+
+@pytest.mark.parametrize("version", range(3, 14))
+def test_produce_response_byte_identical_to_kio(version):
+    from strom.protocol.produce_response import encode_produce_response
+
+    topics = [
+        {"name": "orders", "topic_id": TOPIC_ID, "partition_responses": [
+            {"index": 0, "error_code": 0, "base_offset": 42, "log_append_time": -1,
+             "log_start_offset": 0, "error_message": None},
+            {"index": 3, "error_code": 2, "base_offset": -1, "log_append_time": 1_700_000_000_123,
+             "log_start_offset": 7, "error_message": "CRC-32C mismatch"},
+        ]},
+        {"name": "empty", "topic_id": uuid.UUID(int=5), "partition_responses": []},
+    ]
+    expected = build(response_class(0, version), {
+        "throttle_time": 0,
+        "responses": [{**t, "partition_responses": [{**p, "record_errors": []}
+                                                    for p in t["partition_responses"]]}
+                      for t in topics]})
+    assert encode_produce_response(version, topics) == encode(expected)
