@@ -79,8 +79,10 @@ def produce(bootstrap: str, topic: str, n: int) -> float:
 def consume(bootstrap: str, topic: str, n: int) -> float:
     from confluent_kafka import Consumer, TopicPartition
 
+    # fetch.queue.backoff.ms: see bench/peers.py (librdkafka pauses 1 s
+    # whenever its queue holds 100,000 messages the app has not read yet).
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench", "enable.auto.commit": False,
-                  "fetch.max.bytes": 50 * 1024 * 1024, "max.partition.fetch.bytes": 10 * 1024 * 1024})
+                  "fetch.queue.backoff.ms": 10})
     c.assign([TopicPartition(topic, 0, 0)])
     got = 0
     t = time.perf_counter()

@@ -51,11 +51,14 @@ class Connection:
         except TimeoutError:
             log.info("closing idle connection from %s", self.peer)
         finally:
-            await self._pending.put(None)
-            try:
-                await writer_task
-            except Exception:
-                pass
+            # Let the writer answer what was read (in-flight requests), unless
+            # it already stopped on an error and nobody drains the queue.
+            if not writer_task.done():
+                await self._pending.put(None)
+                try:
+                    await writer_task
+                except Exception:
+                    pass
             self.writer.close()
 
     async def _read_requests(self) -> None:

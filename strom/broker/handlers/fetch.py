@@ -21,15 +21,12 @@ from strom.storage import OffsetOutOfRangeError
 
 def _resolve(logs, version, topic_req):
     if version >= 13:
-        try:
-            return logs.get_topic_by_id(topic_req.topic_id)
-        except Exception:
-            return None
+        return logs.find_topic_by_id(topic_req.topic_id)
     return logs.topics.get(topic_req.topic)
 
 
 def _read(version, request, resolved) -> tuple[list[FetchTopic], int, list]:
-    budget = request.max_bytes if version >= 3 else 2**31 - 1
+    budget = request.max_bytes
     total = 0
     waitable = []
     topics = []
@@ -50,7 +47,9 @@ def _read(version, request, resolved) -> tuple[list[FetchTopic], int, list]:
             part.log_start_offset = plog.log_start_offset
             limit = min(p.partition_max_bytes, budget - total)
             try:
-                data = plog.read(p.fetch_offset, limit, min_one=total == 0) if limit > 0 or total == 0 else b""
+                # KIP-74: the first batch of the response comes whole even
+                # past the limits; after that, only what fits.
+                data = plog.read(p.fetch_offset, max(limit, 0), min_one=total == 0)
             except OffsetOutOfRangeError:
                 part.error_code = ErrorCode.offset_out_of_range
                 part.records = b""
