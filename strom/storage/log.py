@@ -67,7 +67,9 @@ class PartitionLog:
         self._dir_dirty = False
         self.unflushed_messages = 0
         self.first_unflushed_ms: int | None = None
-        medium.makedirs(directory)
+        if not medium.exists(directory):
+            medium.makedirs(directory)
+            medium.sync_dir()  # the new directory's entry must survive a machine crash
         self.segments: list[Segment] = []
         self.log_start_offset = 0
         self._producers: ProducerStateTable | None = None
