@@ -16,6 +16,7 @@ fsync in flight.
 """
 
 import logging
+import struct
 import threading
 import time
 from bisect import bisect_right
@@ -46,6 +47,9 @@ class AppendResult(NamedTuple):
     log_start_offset: int
     batches: list[tuple[int, BatchHeader]]  # (position in the input, header)
     duplicate: bool = False  # an idempotent retry: nothing was written
+
+
+_OFFSET = struct.Struct(">q")
 
 
 def now_ms() -> int:
@@ -172,21 +176,22 @@ class PartitionLog:
         with self._lock:
             if self._werr:
                 raise self._werr
-            offset = self.active.next_offset
+            seg = self.segments[-1]
+            offset = seg.next_offset
             buffers, positioned, pos = [], [], 0
             log_append_time = now if now is not None else now_ms()
             while pos < end:
                 header = validate_batch(view, pos, strict=validate)
                 size = header[1] + LOG_OVERHEAD
+                if size > config.max_message_bytes:
+                    raise RecordTooLargeError(
+                        f"batch of {size} bytes exceeds max.message.bytes {config.max_message_bytes}"
+                    )
                 if header.producer_id >= 0 and header.base_sequence >= 0:
                     duplicate = self.producer_state.check(header)
                     if duplicate is not None:
                         return AppendResult(duplicate[0], duplicate[1], -1, self.log_start_offset,
                                             [], duplicate=True)
-                if size > config.max_message_bytes:
-                    raise RecordTooLargeError(
-                        f"batch of {size} bytes exceeds max.message.bytes {config.max_message_bytes}"
-                    )
                 if config.log_append_time:
                     batch = bytearray(view[pos : pos + size])
                     patch_base_offset(batch, offset)
@@ -194,11 +199,10 @@ class PartitionLog:
                     buffers.append(batch)
                     header = BatchHeader.parse(batch)
                 else:
-                    # Patch a copy of the 61-byte header; the body is written
-                    # from the caller's buffer as is (writev, no copy).
-                    head = bytearray(view[pos : pos + BATCH_HEADER_SIZE])
-                    patch_base_offset(head, offset)
-                    buffers += (head, view[pos + BATCH_HEADER_SIZE : pos + size])
+                    # Only base_offset changes, and the CRC does not cover it:
+                    # write the new 8 bytes, then the rest of the producer's
+                    # buffer as is (writev, no copy).
+                    buffers += (_OFFSET.pack(offset), view[pos + 8 : pos + size])
                     header = BatchHeader(offset, *header[1:])
                 positioned.append((pos, header))
                 offset += header.last_offset_delta + 1
@@ -206,9 +210,14 @@ class PartitionLog:
             if not positioned:
                 raise RecordTooLargeError("no record batch in the produce data")
             first = positioned[0][1]
-            self._maybe_roll(pos, first, offset - 1)
+            if not seg.is_empty and (
+                seg.log_file.size + pos > config.segment_bytes
+                or offset - 1 - seg.base_offset > 0x7FFFFFFF
+                or first.max_timestamp - seg.first_batch_timestamp > config.segment_ms
+            ):
+                seg = self._roll()  # segment.bytes, segment.ms, or 31-bit relative offsets
             try:
-                self.active.append(buffers, positioned)
+                seg.append(buffers, positioned)
             except OSError as e:
                 self._werr = LogWriteError(f"{self.directory}: write failed: {e}")
                 log.error("%s", self._werr)
@@ -237,20 +246,6 @@ class PartitionLog:
                         table.update(header)
             self._producers = table
         return self._producers
-
-    def _maybe_roll(self, incoming: int, first: BatchHeader, last_offset: int) -> None:
-        """Roll on segment.bytes, on segment.ms since the first batch's
-        timestamp, or before relative offsets would overflow 31 bits."""
-        seg = self.active
-        if seg.is_empty:
-            return
-        config = self.config
-        if (
-            seg.log_file.size + incoming > config.segment_bytes
-            or last_offset - seg.base_offset > 0x7FFFFFFF
-            or first.max_timestamp - seg.first_batch_timestamp > config.segment_ms
-        ):
-            self._roll()
 
     def roll(self) -> Segment:
         with self._lock:
