@@ -3,8 +3,9 @@
     with EmbeddedBroker() as broker:              # memory, ephemeral port
         producer = Producer({"bootstrap.servers": broker.bootstrap_servers})
 
-`data_dir=None` with storage="disk" uses a temporary directory removed on
-exit; storage="memory" keeps nothing on disk. The same server code runs as
+Given a `data_dir`, storage is on disk there; `storage="disk"` without one
+uses a temporary directory removed on exit; otherwise storage="memory"
+keeps nothing on disk. The same server code runs as
 `strom serve`, over real loopback sockets.
 """
 
@@ -17,8 +18,10 @@ from strom.broker import Broker, BrokerConfig
 
 
 class EmbeddedBroker:
-    def __init__(self, data_dir: str | None = None, storage: str = "memory", port: int = 0,
+    def __init__(self, data_dir: str | None = None, storage: str | None = None, port: int = 0,
                  host: str = "127.0.0.1", **config):
+        # A data directory means disk; nothing given means memory.
+        storage = storage or ("disk" if data_dir else "memory")
         self._tmp = None
         if storage == "disk" and data_dir is None:
             self._tmp = data_dir = tempfile.mkdtemp(prefix="strom-")

@@ -98,9 +98,7 @@ class Connection:
             ctx = RequestContext(self.broker, header, self.peer)
             task = asyncio.ensure_future(handler(ctx, request))
             # ApiVersions answers with a v0 response header whatever its version.
-            flexible = header.api_key != framing.API_VERSIONS and router.is_flexible(
-                header.api_key, header.api_version
-            )
+            flexible = header.flexible and header.api_key != framing.API_VERSIONS
             await self._pending.put((header, task, flexible))
 
     async def _write_responses(self) -> None:

@@ -34,6 +34,7 @@ class RequestHeader:
     correlation_id: int
     client_id: str | None
     body_offset: int  # where the request body starts in the frame
+    flexible: bool  # header v2 (tagged fields), as the request version is
 
 
 def parse_request_header(frame, flexible_for) -> RequestHeader:
@@ -51,9 +52,10 @@ def parse_request_header(frame, flexible_for) -> RequestHeader:
         pos += client_len
     elif client_len != -1:
         raise MalformedFrameError(f"client_id length {client_len}")
-    if flexible_for(api_key, api_version):
+    flexible = flexible_for(api_key, api_version)
+    if flexible:
         pos = skip_tagged_fields(frame, pos)
-    return RequestHeader(api_key, api_version, correlation_id, client_id, pos)
+    return RequestHeader(api_key, api_version, correlation_id, client_id, pos, flexible)
 
 
 def read_uvarint(buf, pos: int) -> tuple[int, int]:
