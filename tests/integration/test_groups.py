@@ -168,6 +168,7 @@ def test_kafka_python_and_aiokafka_groups(broker):
     fill(bs, "py", 200, 4)
     c = KafkaConsumer("py", bootstrap_servers=bs, group_id="kp", auto_offset_reset="earliest",
                       enable_auto_commit=False)
+    wait_for(lambda: c.partitions_for_topic("py"), message="kafka-python metadata")  # see above
     seen = []
     deadline = time.monotonic() + 30
     while len(seen) < 200 and time.monotonic() < deadline:
@@ -208,6 +209,7 @@ def test_mixed_clients_in_one_group_with_range_assignor(broker):
     confluent = Member(bs, "mix", "mixed", **{"partition.assignment.strategy": "range"})
     kp = KafkaConsumer("mixed", bootstrap_servers=bs, group_id="mix", auto_offset_reset="earliest",
                        session_timeout_ms=6000, heartbeat_interval_ms=500)
+    wait_for(lambda: kp.partitions_for_topic("mixed"), message="kafka-python metadata")
     stop = threading.Event()
 
     def poll_kp():
@@ -338,6 +340,10 @@ def _kafka_python_member(bs, group, topic, seen, stop):
 
     c = KafkaConsumer(topic, bootstrap_servers=bs, group_id=group, auto_offset_reset="earliest",
                       enable_auto_commit=False, session_timeout_ms=6000, heartbeat_interval_ms=300)
+    # kafka-python's leader assigns from its own metadata: make sure it has
+    # the new topic's partitions first, or it hands out nothing (a client
+    # race, the same with Kafka).
+    wait_for(lambda: c.partitions_for_topic(topic), message=f"kafka-python metadata for {topic}")
     state = {"assignment": set()}
 
     def run():
