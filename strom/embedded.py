@@ -68,12 +68,21 @@ class EmbeddedBroker:
     def stop(self) -> None:
         if self._thread is None:
             return
-        asyncio.run_coroutine_threadsafe(self.broker.stop(), self._loop).result(timeout=30)
+        asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(timeout=30)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=30)
         self._thread = None
         if self._tmp:
             shutil.rmtree(self._tmp, ignore_errors=True)
+
+    async def _shutdown(self) -> None:
+        await self.broker.stop()
+        # What clients left behind (e.g. a long-poll fetch on a connection
+        # they closed) is cancelled here, as asyncio.run does for `strom serve`.
+        rest = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in rest:
+            task.cancel()
+        await asyncio.gather(*rest, return_exceptions=True)
 
     def __enter__(self) -> "EmbeddedBroker":
         return self.start()
