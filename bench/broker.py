@@ -9,7 +9,6 @@ Prints medians and min-max over rounds.
 
 import argparse
 import os
-import re
 import signal
 import socket
 import statistics

@@ -319,10 +319,11 @@ class GroupCoordinator:
         group.members.pop(member.member_id, None)
         if member.group_instance_id and group.static.get(member.group_instance_id) == member.member_id:
             del group.static[member.group_instance_id]
-        for fut in (member.join_future, member.sync_future):
-            if fut and not fut.done():
-                fut.set_result(_join_error(ErrorCode.unknown_member_id, member.member_id)
-                               if fut is member.join_future else (ErrorCode.unknown_member_id, b""))
+        # Anyone still waiting for this member learns it is gone.
+        if member.join_future and not member.join_future.done():
+            member.join_future.set_result(_join_error(ErrorCode.unknown_member_id, member.member_id))
+        if member.sync_future and not member.sync_future.done():
+            member.sync_future.set_result((ErrorCode.unknown_member_id, b""))
 
     # -- SyncGroup, Heartbeat, LeaveGroup ----------------------------------------
 

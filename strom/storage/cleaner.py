@@ -32,8 +32,7 @@ def clean(plog: PartitionLog, now: int | None = None) -> int:
     """Compact `plog` once; return the number of records removed."""
     now = now_ms() if now is None else now
     cfg = plog.config
-    with plog._lock:
-        segments = list(plog.segments)
+    segments = plog.segments_snapshot()
     cleanable = [
         s for s in segments[:-1]
         if s.max_timestamp < now - cfg.min_compaction_lag_ms and not s.is_empty

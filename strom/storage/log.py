@@ -23,7 +23,6 @@ from bisect import bisect_right
 from typing import NamedTuple
 
 from strom.records.batch import (
-    BATCH_HEADER_SIZE,
     LOG_OVERHEAD,
     BatchHeader,
     batch_records,
@@ -143,6 +142,16 @@ class PartitionLog:
 
     def _new_segment(self, base_offset: int) -> Segment:
         return Segment(self.medium, self.directory, base_offset, self.config.index_interval_bytes)
+
+    def segments_snapshot(self) -> list[Segment]:
+        """The current segment list, for readers on other threads (cleaner)."""
+        with self._lock:
+            return list(self.segments)
+
+    @property
+    def failed(self) -> bool:
+        """A write or fsync failed: the log refuses writes (sticky)."""
+        return self._werr is not None
 
     @property
     def bases(self) -> list[int]:

@@ -289,7 +289,7 @@ class LogManager:
         now = now_ms() if now is None else now
         for topic in list(self.topics.values()):
             for plog in topic.logs:
-                if plog._werr:
+                if plog.failed:
                     continue
                 if topic.config.compact and self._dirty_enough(plog):
                     cleaner.clean(plog, now)

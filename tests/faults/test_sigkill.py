@@ -2,7 +2,6 @@
 there, byte for byte, after the broker process is SIGKILLed mid-load."""
 
 import threading
-import time
 
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic

@@ -6,7 +6,6 @@ import threading
 import time
 from collections import Counter
 
-import pytest
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 

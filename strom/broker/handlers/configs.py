@@ -12,7 +12,7 @@ from kio.schema.errors import ErrorCode
 
 from strom.broker.handlers.errors import error_code
 from strom.broker.router import api
-from strom.storage import StorageError, TOPIC_CONFIGS
+from strom.storage import TOPIC_CONFIGS, InvalidConfigError, StorageError
 
 TOPIC, BROKER = 2, 4
 DYNAMIC_TOPIC_CONFIG, STATIC_BROKER_CONFIG, DEFAULT_CONFIG = 1, 4, 5
@@ -147,6 +147,4 @@ async def handle_incremental_alter_configs(ctx, request):
 
 
 def raise_invalid(message: str):
-    from strom.storage import InvalidConfigError
-
     raise InvalidConfigError(message)

@@ -2,7 +2,7 @@ import os
 
 import pytest
 
-from strom.records import CorruptRecordError, InvalidRecordError, Record, build_batch
+from strom.records import InvalidRecordError
 from strom.records.batch import BatchHeader
 from strom.storage import LogConfig, OffsetOutOfRangeError, PartitionLog, RecordTooLargeError
 from strom.storage.errors import LogWriteError
