@@ -8,6 +8,7 @@ $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q -e .
+	$(PY) -m compileall -q strom  # as a wheel install would: start-up then skips compiling
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed

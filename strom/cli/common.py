@@ -1,45 +1,56 @@
-"""Shared CLI plumbing: the --bootstrap-server option and one-line errors."""
+"""Shared CLI plumbing: the --bootstrap-server option, one-line errors and
+plain-text tables. The CLI uses only argparse so that `strom serve` starts
+without importing any command-line framework."""
 
-import functools
+import argparse
 import os
 import sys
 
-import typer
-from rich.console import Console
-
-console = Console()
-err_console = Console(stderr=True)
-
 DEFAULT_BOOTSTRAP = os.environ.get("STROM_BOOTSTRAP_SERVER", "localhost:9092")
-
-BootstrapOption = typer.Option(
-    DEFAULT_BOOTSTRAP, "--bootstrap-server", "-b", help="Kafka address (host:port[,...]).",
-    envvar="STROM_BOOTSTRAP_SERVER",
-)
 
 
 class CliError(Exception):
     pass
 
 
-def fail(message: str) -> None:
+def fail(message: str):
     raise CliError(message)
 
 
-def friendly(fn):
-    """Turn any client or usage error into one line on stderr and exit 1."""
+class Parser(argparse.ArgumentParser):
+    """Usage errors as one `error:` line (plus where to look), exit code 2."""
 
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except CliError as e:
-            err_console.print(f"[red]error:[/red] {e}")
-        except Exception as e:  # confluent_kafka.KafkaException and friends
-            err_console.print(f"[red]error:[/red] {describe_error(e)}")
-        raise typer.Exit(1)
+    def error(self, message: str):
+        self.exit(2, f"error: {message} (see `{self.prog} --help`)\n")
 
-    return wrapper
+
+def add_bootstrap(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--bootstrap-server", "-b", dest="bootstrap", default=DEFAULT_BOOTSTRAP,
+                        help="Kafka address, host:port[,...] (env STROM_BOOTSTRAP_SERVER) "
+                             f"[{DEFAULT_BOOTSTRAP}]")
+
+
+def command(subparsers, name: str, run, help: str, bootstrap: bool = True) -> argparse.ArgumentParser:
+    """A sub-command whose parsed arguments are passed to `run(args)`."""
+    parser = subparsers.add_parser(name, help=help, description=help)
+    parser.set_defaults(run=run)
+    if bootstrap:
+        add_bootstrap(parser)
+    return parser
+
+
+def group(subparsers, name: str, help: str):
+    """A command with sub-commands of its own (`strom topic create`)."""
+    parser = subparsers.add_parser(name, help=help, description=help)
+    parser.set_defaults(run=lambda _args: parser.print_help())
+    return parser.add_subparsers(metavar="COMMAND", parser_class=Parser)
+
+
+def positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def describe_error(e: Exception) -> str:
@@ -66,7 +77,7 @@ def _quiet():
     return logger
 
 
-def parse_pairs(pairs: list[str], what: str) -> dict[str, str]:
+def parse_pairs(pairs: list[str] | None, what: str) -> dict[str, str]:
     out = {}
     for pair in pairs or []:
         key, sep, value = pair.partition("=")
@@ -80,8 +91,18 @@ def check_reachable(admin, bootstrap: str, timeout: float = 5.0):
     try:
         return admin.list_topics(timeout=timeout)
     except Exception as e:
-        fail(f"cannot reach a Kafka broker at {bootstrap}: {e.args[0].str() if e.args and hasattr(e.args[0], 'str') else e}")
+        detail = e.args[0].str() if e.args and hasattr(e.args[0], "str") else e
+        fail(f"cannot reach a Kafka broker at {bootstrap}: {detail}")
 
 
-def stdin_is_tty() -> bool:
-    return sys.stdin.isatty()
+def print_table(headers: list[str], rows: list[list]) -> None:
+    """Columns aligned with two spaces between them, header first."""
+    cells = [list(map(str, headers))] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    for row in cells:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+
+
+def say(message: str) -> None:
+    """Status for the user, on stderr so that stdout stays data."""
+    print(message, file=sys.stderr)

@@ -1,19 +1,26 @@
 """`strom consume TOPIC`: print records, plain or as JSON lines."""
 
 import json
+import sys
 import time
 from datetime import datetime
 
-import typer
+from strom.cli.common import check_reachable, client_config, command, fail, say
 
-from strom.cli.common import (
-    BootstrapOption,
-    check_reachable,
-    client_config,
-    console,
-    fail,
-    friendly,
-)
+
+def register(subparsers) -> None:
+    p = command(subparsers, "consume", consume,
+                "Read records from the end (default), the beginning, an offset or a time.")
+    p.add_argument("topic")
+    start = p.add_mutually_exclusive_group()
+    start.add_argument("--from-beginning", action="store_true", help="start at the earliest offset")
+    start.add_argument("--offset", "-o", type=int, help="start at this offset")
+    start.add_argument("--timestamp", "-t",
+                       help="start at the first record at or after this time (ms or ISO)")
+    p.add_argument("--partition", "-p", type=int, help="only this partition")
+    p.add_argument("--count", "-n", type=int, help="stop after this many records")
+    p.add_argument("--json", dest="json_output", action="store_true", help="one JSON object per record")
+    p.add_argument("--timeout", type=float, help="stop after this many idle seconds")
 
 
 def _parse_time(text: str) -> int:
@@ -34,24 +41,12 @@ def _text(data: bytes | None):
         return data.hex()
 
 
-@friendly
-def consume(
-    topic: str,
-    from_beginning: bool = typer.Option(False, "--from-beginning", help="start at the earliest offset"),
-    offset: int = typer.Option(None, "--offset", "-o", help="start at this offset"),
-    timestamp: str = typer.Option(None, "--timestamp", "-t",
-                                  help="start at the first record at or after this time (ms or ISO)"),
-    partition: int = typer.Option(None, "--partition", "-p", help="only this partition"),
-    count: int = typer.Option(None, "--count", "-n", help="stop after this many records"),
-    json_output: bool = typer.Option(False, "--json", help="one JSON object per record"),
-    timeout: float = typer.Option(None, "--timeout", help="stop after this many idle seconds"),
-    bootstrap: str = BootstrapOption,
-):
-    """Read records from the end (default), the beginning, an offset or a time."""
+def consume(args) -> None:
     from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, TopicPartition
     from confluent_kafka.admin import AdminClient
 
-    metadata = check_reachable(AdminClient(client_config(bootstrap)), bootstrap)
+    topic, partition, count, timeout = args.topic, args.partition, args.count, args.timeout
+    metadata = check_reachable(AdminClient(client_config(args.bootstrap)), args.bootstrap)
     meta = metadata.topics.get(topic)
     if meta is None or meta.error is not None:
         fail(f"unknown topic {topic!r}")
@@ -60,20 +55,20 @@ def consume(
         if partition not in meta.partitions:
             fail(f"topic {topic!r} has no partition {partition}")
         partitions = [partition]
-    consumer = Consumer(client_config(bootstrap, **{
+    consumer = Consumer(client_config(args.bootstrap, **{
         "group.id": f"strom-cli-{int(time.time() * 1000)}", "enable.auto.commit": False,
         "enable.partition.eof": False,
     }))
     try:
-        if timestamp is not None:
-            wanted = [TopicPartition(topic, p, _parse_time(timestamp)) for p in partitions]
+        if args.timestamp is not None:
+            wanted = [TopicPartition(topic, p, _parse_time(args.timestamp)) for p in partitions]
             assignment = consumer.offsets_for_times(wanted, timeout=15)
             assignment = [tp if tp.offset >= 0 else TopicPartition(topic, tp.partition, OFFSET_END)
                           for tp in assignment]
         else:
-            start = OFFSET_BEGINNING if from_beginning else OFFSET_END
-            if offset is not None:
-                start = offset
+            start = OFFSET_BEGINNING if args.from_beginning else OFFSET_END
+            if args.offset is not None:
+                start = args.offset
             assignment = [TopicPartition(topic, p, start) for p in partitions]
         consumer.assign(assignment)
         seen, idle_since = 0, time.monotonic()
@@ -87,7 +82,7 @@ def consume(
                 fail(msg.error().str())
             idle_since = time.monotonic()
             seen += 1
-            if json_output:
+            if args.json_output:
                 print(json.dumps({
                     "topic": msg.topic(), "partition": msg.partition(), "offset": msg.offset(),
                     "timestamp": msg.timestamp()[1], "key": _text(msg.key()),
@@ -100,5 +95,5 @@ def consume(
         pass
     finally:
         consumer.close()
-    if console.is_terminal:
-        console.print(f"[dim]{seen} record(s)[/dim]", highlight=False)
+    if sys.stdout.isatty():
+        say(f"{seen} record(s)")

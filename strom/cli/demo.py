@@ -2,9 +2,7 @@
 
 import importlib
 
-import typer
-
-from strom.cli.common import fail, friendly
+from strom.cli.common import command, fail
 
 DEMOS = {
     "ecommerce": "order flow: fan-out to payment, inventory, notification; catch-up; replay",
@@ -14,13 +12,16 @@ DEMOS = {
 }
 
 
-@friendly
-def demo(
-    name: str = typer.Argument(..., help=", ".join(DEMOS)),
-    bootstrap: str = typer.Option(None, "--bootstrap-server", "-b",
-                                  help="run against this cluster instead of an embedded broker"),
-):
-    """Run an example scenario and print what happens."""
+def register(subparsers) -> None:
+    p = command(subparsers, "demo", demo, "Run an example scenario and print what happens.",
+                bootstrap=False)
+    p.add_argument("name", help=", ".join(DEMOS))
+    p.add_argument("--bootstrap-server", "-b", dest="bootstrap",
+                   help="run against this cluster instead of an embedded broker")
+
+
+def demo(args) -> None:
+    name = args.name
     if name not in DEMOS:
         fail(f"unknown demo {name!r}; choose one of: {', '.join(DEMOS)}")
     try:
@@ -30,6 +31,6 @@ def demo(
     from examples.common import broker
 
     print(f"{name}: {DEMOS[name]}")
-    with broker(bootstrap) as bootstrap_servers:
+    with broker(args.bootstrap) as bootstrap_servers:
         print(f"broker: {bootstrap_servers}")
         app.run(bootstrap_servers)

@@ -1,19 +1,36 @@
 """`strom topic create|list|describe|delete|alter`."""
 
-import typer
-from rich.table import Table
-
 from strom.cli.common import (
-    BootstrapOption,
     check_reachable,
     client_config,
-    console,
+    command,
+    describe_error,
     fail,
-    friendly,
+    group,
     parse_pairs,
+    positive,
+    print_table,
 )
 
-app = typer.Typer(help="Create, list, describe, alter and delete topics.", no_args_is_help=True)
+
+def register(subparsers) -> None:
+    sub = group(subparsers, "topic", "Create, list, describe, alter and delete topics.")
+    p = command(sub, "create", create, "Create a topic.")
+    p.add_argument("name")
+    p.add_argument("--partitions", "-p", type=positive, default=1)
+    p.add_argument("--replication-factor", "-r", type=positive, default=1)
+    p.add_argument("--config", "-c", action="append", help="key=value, repeatable")
+    p = command(sub, "list", list_, "List topics.")
+    p.add_argument("--internal", action="store_true", help="include __internal topics")
+    p = command(sub, "describe", describe, "Show a topic's partitions, offsets and non-default configs.")
+    p.add_argument("name")
+    p = command(sub, "delete", delete, "Delete a topic and all its data.")
+    p.add_argument("name")
+    p = command(sub, "alter", alter, "Change a topic's configs or grow its partitions.")
+    p.add_argument("name")
+    p.add_argument("--config", "-c", action="append", help="key=value to set, repeatable")
+    p.add_argument("--delete-config", action="append", help="key to reset, repeatable")
+    p.add_argument("--partitions", "-p", type=positive, help="grow to this many")
 
 
 def _admin(bootstrap: str):
@@ -28,98 +45,64 @@ def _wait(futures: dict, timeout: float = 15.0) -> None:
         try:
             fut.result(timeout=timeout)
         except Exception as e:
-            from strom.cli.common import describe_error
-
             fail(f"{name}: {describe_error(e)}")
 
 
-@app.command("create")
-@friendly
-def create(
-    name: str,
-    partitions: int = typer.Option(1, "--partitions", "-p", min=1),
-    replication_factor: int = typer.Option(1, "--replication-factor", "-r", min=1),
-    config: list[str] = typer.Option(None, "--config", "-c", help="key=value, repeatable"),
-    bootstrap: str = BootstrapOption,
-):
-    """Create a topic."""
+def create(args) -> None:
     from confluent_kafka.admin import NewTopic
 
-    admin, _ = _admin(bootstrap)
-    topic = NewTopic(name, partitions, replication_factor, config=parse_pairs(config, "--config"))
+    admin, _ = _admin(args.bootstrap)
+    topic = NewTopic(args.name, args.partitions, args.replication_factor,
+                     config=parse_pairs(args.config, "--config"))
     _wait(admin.create_topics([topic], operation_timeout=15))
-    console.print(f"created topic [bold]{name}[/bold] with {partitions} partition(s)")
+    print(f"created topic {args.name} with {args.partitions} partition(s)")
 
 
-@app.command("list")
-@friendly
-def list_(
-    internal: bool = typer.Option(False, "--internal", help="include __internal topics"),
-    bootstrap: str = BootstrapOption,
-):
-    """List topics."""
-    _, metadata = _admin(bootstrap)
-    table = Table("topic", "partitions")
-    for name in sorted(metadata.topics):
-        if name.startswith("__") and not internal:
-            continue
-        table.add_row(name, str(len(metadata.topics[name].partitions)))
-    console.print(table)
+def list_(args) -> None:
+    _, metadata = _admin(args.bootstrap)
+    rows = [[name, len(metadata.topics[name].partitions)] for name in sorted(metadata.topics)
+            if args.internal or not name.startswith("__")]
+    print_table(["topic", "partitions"], rows)
 
 
-@app.command("describe")
-@friendly
-def describe(name: str, bootstrap: str = BootstrapOption):
-    """Show a topic's partitions, offsets and non-default configs."""
+def describe(args) -> None:
     from confluent_kafka import Consumer, TopicPartition
     from confluent_kafka.admin import ConfigResource, ConfigSource, ResourceType
 
-    admin, metadata = _admin(bootstrap)
+    name = args.name
+    admin, metadata = _admin(args.bootstrap)
     if name not in metadata.topics or metadata.topics[name].error is not None:
         fail(f"unknown topic {name!r}")
     topic = metadata.topics[name]
-    consumer = Consumer(client_config(bootstrap, **{"group.id": "strom-cli", "enable.auto.commit": False}))
-    table = Table("partition", "leader", "start offset", "end offset", "records")
+    consumer = Consumer(client_config(args.bootstrap, **{"group.id": "strom-cli",
+                                                         "enable.auto.commit": False}))
+    rows = []
     try:
         for p in sorted(topic.partitions):
             low, high = consumer.get_watermark_offsets(TopicPartition(name, p), timeout=10)
-            table.add_row(str(p), str(topic.partitions[p].leader), str(low), str(high), str(high - low))
+            rows.append([p, topic.partitions[p].leader, low, high, high - low])
     finally:
         consumer.close()
-    console.print(f"[bold]{name}[/bold]: {len(topic.partitions)} partition(s)")
-    console.print(table)
+    print(f"{name}: {len(topic.partitions)} partition(s)")
+    print_table(["partition", "leader", "start offset", "end offset", "records"], rows)
     resource = ConfigResource(ResourceType.TOPIC, name)
     configs = admin.describe_configs([resource])[resource].result(timeout=15)
-    overrides = Table("config", "value", "source")
-    for key in sorted(configs):
-        entry = configs[key]
-        if not entry.is_default:
-            overrides.add_row(key, str(entry.value), ConfigSource(entry.source).name)
-    if overrides.row_count:
-        console.print(overrides)
+    overrides = [[key, configs[key].value, ConfigSource(configs[key].source).name]
+                 for key in sorted(configs) if not configs[key].is_default]
+    if overrides:
+        print()
+        print_table(["config", "value", "source"], overrides)
 
 
-@app.command("delete")
-@friendly
-def delete(name: str, bootstrap: str = BootstrapOption):
-    """Delete a topic and all its data."""
-    admin, metadata = _admin(bootstrap)
-    if name not in metadata.topics:
-        fail(f"unknown topic {name!r}")
-    _wait(admin.delete_topics([name], operation_timeout=15))
-    console.print(f"deleted topic [bold]{name}[/bold]")
+def delete(args) -> None:
+    admin, metadata = _admin(args.bootstrap)
+    if args.name not in metadata.topics:
+        fail(f"unknown topic {args.name!r}")
+    _wait(admin.delete_topics([args.name], operation_timeout=15))
+    print(f"deleted topic {args.name}")
 
 
-@app.command("alter")
-@friendly
-def alter(
-    name: str,
-    config: list[str] = typer.Option(None, "--config", "-c", help="key=value to set, repeatable"),
-    delete_config: list[str] = typer.Option(None, "--delete-config", help="key to reset"),
-    partitions: int = typer.Option(None, "--partitions", "-p", help="grow to this many"),
-    bootstrap: str = BootstrapOption,
-):
-    """Change a topic's configs or grow its partitions."""
+def alter(args) -> None:
     from confluent_kafka.admin import (
         AlterConfigOpType,
         ConfigEntry,
@@ -128,17 +111,20 @@ def alter(
         ResourceType,
     )
 
-    admin, metadata = _admin(bootstrap)
+    name = args.name
+    admin, metadata = _admin(args.bootstrap)
     if name not in metadata.topics:
         fail(f"unknown topic {name!r}")
-    sets, deletes = parse_pairs(config, "--config"), delete_config or []
-    if not (sets or deletes or partitions):
+    sets, deletes = parse_pairs(args.config, "--config"), args.delete_config or []
+    if not (sets or deletes or args.partitions):
         fail("nothing to change: give --config, --delete-config or --partitions")
     if sets or deletes:
-        entries = [ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET) for k, v in sets.items()]
-        entries += [ConfigEntry(k, None, incremental_operation=AlterConfigOpType.DELETE) for k in deletes]
+        entries = [ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET)
+                   for k, v in sets.items()]
+        entries += [ConfigEntry(k, None, incremental_operation=AlterConfigOpType.DELETE)
+                    for k in deletes]
         resource = ConfigResource(ResourceType.TOPIC, name, incremental_configs=entries)
         _wait(admin.incremental_alter_configs([resource]))
-    if partitions:
-        _wait(admin.create_partitions([NewPartitions(name, partitions)]))
-    console.print(f"altered topic [bold]{name}[/bold]")
+    if args.partitions:
+        _wait(admin.create_partitions([NewPartitions(name, args.partitions)]))
+    print(f"altered topic {name}")

@@ -29,11 +29,20 @@ import struct
 from enum import IntEnum
 from typing import NamedTuple
 
-from crc32c import crc32c
-
 from strom.records import codecs
 from strom.records.errors import CorruptRecordError, InvalidRecordError
 from strom.records.record import Record, decode_records, encode_record
+
+
+
+def crc32c(data) -> int:
+    """CRC-32C, from the `crc32c` package, imported on first use: its
+    `__init__` reads package metadata (~20 ms), which start-up need not pay."""
+    global crc32c
+    from crc32c import crc32c
+
+    return crc32c(data)
+
 
 BATCH_HEADER_SIZE = 61
 LOG_OVERHEAD = 12  # base_offset + batch_length precede the counted bytes
