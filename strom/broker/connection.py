@@ -1,9 +1,9 @@
 """One client connection: frames in, handlers, responses out in order.
 
-Requests are read as they arrive and each is started as a task right away
-(appends happen in arrival order, as the produce handler appends before
-its first await), so a producer may pipeline many requests while earlier
-ones wait for their fsync. Responses are written strictly in request order
+Requests are read as they arrive and each handler is called right away
+(appends happen in arrival order, before the handler returns); a handler
+that must wait returns a coroutine, run as a task, so a producer may
+pipeline many requests while earlier ones wait for their fsync. Responses are written strictly in request order
 by a writer task. Produce with acks=0 gets no response.
 
 Limits: a frame larger than `socket.request.max.bytes` is refused from its
@@ -96,7 +96,12 @@ class Connection:
                 ) from None
             handler = router.HANDLERS[header.api_key].handler
             ctx = RequestContext(self.broker, header, self.peer)
-            task = asyncio.ensure_future(handler(ctx, request))
+            try:
+                result = handler(ctx, request)
+            except Exception as e:  # reported by the writer, in request order
+                task = _failed(e)
+            else:
+                task = asyncio.ensure_future(result) if asyncio.iscoroutine(result) else _done(result)
             # ApiVersions answers with a v0 response header whatever its version.
             flexible = header.flexible and header.api_key != framing.API_VERSIONS
             await self._pending.put((header, task, flexible))
@@ -138,4 +143,10 @@ class Connection:
 def _done(value) -> asyncio.Future:
     fut = asyncio.get_running_loop().create_future()
     fut.set_result(value)
+    return fut
+
+
+def _failed(error: Exception) -> asyncio.Future:
+    fut = asyncio.get_running_loop().create_future()
+    fut.set_exception(error)
     return fut

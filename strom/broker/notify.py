@@ -16,22 +16,30 @@ class AppendNotifier:
         if waiters:
             for fut in waiters:
                 if not fut.done():
-                    fut.set_result(None)
+                    fut.set_result(True)
 
     async def wait_any(self, keys, timeout: float) -> bool:
-        """Wait until one of `keys` is notified or `timeout` passes."""
-        fut = asyncio.get_running_loop().create_future()
+        """Wait until one of `keys` is notified (True) or `timeout` passes.
+
+        A timer resolves the same future, rather than `asyncio.wait_for`,
+        whose extra waiter costs the woken fetch one more loop iteration."""
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
         for key in keys:
             self._waiters.setdefault(key, set()).add(fut)
+        timer = loop.call_later(timeout, _expire, fut)
         try:
-            await asyncio.wait_for(fut, timeout)
-            return True
-        except asyncio.TimeoutError:
-            return False
+            return await fut
         finally:
+            timer.cancel()
             for key in keys:
                 s = self._waiters.get(key)
                 if s is not None:
                     s.discard(fut)
                     if not s:
                         del self._waiters[key]
+
+
+def _expire(fut: asyncio.Future) -> None:
+    if not fut.done():
+        fut.set_result(False)

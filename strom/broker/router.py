@@ -1,7 +1,10 @@
 """Router: api_key -> handler, and the versions each API is served at.
 
-A handler is `async def handle(ctx, request) -> response` registered with
-`@api(ApiKey, min_version, max_version)`. The range is what the handler
+A handler is `def handle(ctx, request) -> response` registered with
+`@api(ApiKey, min_version, max_version)`; it returns a coroutine instead
+(`async def`, or a plain def that returns one) only when it must wait, so
+a request that can be answered at once costs no task and no extra turn of
+the event loop. The range is what the handler
 implements, capped by what kio has schemas for. ApiVersions is computed
 from this table, so an API that is not registered is never advertised.
 """

@@ -17,7 +17,7 @@ def _advertised():
 
 
 @api(18)
-async def handle_api_versions(ctx, request):
+def handle_api_versions(ctx, request):
     return ctx.respond({
         "error_code": ErrorCode.none,
         "api_keys": [

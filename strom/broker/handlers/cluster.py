@@ -4,7 +4,7 @@ from strom.broker.router import api
 
 
 @api(60)
-async def handle_describe_cluster(ctx, request):
+def handle_describe_cluster(ctx, request):
     c = ctx.broker.config
     host, port = c.advertised
     return ctx.respond({

@@ -63,7 +63,7 @@ def _broker_configs(broker, keys) -> list[dict]:
 
 
 @api(32, min_version=1)
-async def handle_describe_configs(ctx, request):
+def handle_describe_configs(ctx, request):
     results = []
     for r in request.resources:
         entry = {"error_code": 0, "error_message": None, "resource_type": r.resource_type,
@@ -115,12 +115,12 @@ def _alter(ctx, request, new_overrides) -> dict:
 
 
 @api(33)
-async def handle_alter_configs(ctx, request):
+def handle_alter_configs(ctx, request):
     return _alter(ctx, request, lambda config, configs: {c.name: c.value for c in configs})
 
 
 @api(44)
-async def handle_incremental_alter_configs(ctx, request):
+def handle_incremental_alter_configs(ctx, request):
     def apply(config, configs):
         overrides = dict(config.overrides)
         for c in configs:

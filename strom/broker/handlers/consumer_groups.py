@@ -19,7 +19,7 @@ def _names_to_ids(logs, assignment: dict[str, list[int]]) -> list[dict]:
 
 
 @api(68)
-async def handle_consumer_group_heartbeat(ctx, request):
+def handle_consumer_group_heartbeat(ctx, request):
     logs = ctx.broker.logs
     owned = None
     if request.topic_partitions is not None:
@@ -42,7 +42,7 @@ async def handle_consumer_group_heartbeat(ctx, request):
 
 
 @api(69)
-async def handle_consumer_group_describe(ctx, request):
+def handle_consumer_group_describe(ctx, request):
     logs = ctx.broker.logs
     groups = ctx.broker.groups.consumer_groups.groups
     out = []

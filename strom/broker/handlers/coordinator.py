@@ -24,7 +24,7 @@ def _answer(broker, key, key_type) -> dict:
 
 
 @api(10)
-async def handle_find_coordinator(ctx, request):
+def handle_find_coordinator(ctx, request):
     key_type = getattr(request, "key_type", GROUP)
     if ctx.version >= 4:
         return ctx.respond({"throttle_time": 0, "coordinators": [

@@ -38,7 +38,7 @@ def _error_topic(name, code, topic_id=None) -> dict:
 
 
 @api(3)
-async def handle_metadata(ctx, request):
+def handle_metadata(ctx, request):
     broker = ctx.broker
     logs = broker.logs
     requested = request.topics

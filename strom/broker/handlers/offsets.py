@@ -24,7 +24,7 @@ def _partition_log(logs, name, index):
 
 
 @api(2, min_version=1)
-async def handle_list_offsets(ctx, request):
+def handle_list_offsets(ctx, request):
     topics = []
     for t in request.topics:
         parts = []
@@ -57,7 +57,7 @@ async def handle_list_offsets(ctx, request):
 
 
 @api(23)
-async def handle_offset_for_leader_epoch(ctx, request):
+def handle_offset_for_leader_epoch(ctx, request):
     topics = []
     for t in request.topics:
         parts = []
@@ -77,7 +77,7 @@ async def handle_offset_for_leader_epoch(ctx, request):
 
 
 @api(21)
-async def handle_delete_records(ctx, request):
+def handle_delete_records(ctx, request):
     topics = []
     for t in request.topics:
         parts = []

@@ -7,7 +7,6 @@ covers the append. An idempotent retry of a batch already in the log is
 answered with the original offsets and not written twice.
 """
 
-import asyncio
 import logging
 
 from kio.schema.errors import ErrorCode
@@ -23,7 +22,7 @@ log = logging.getLogger(__name__)
 
 
 @api(0)
-async def handle_produce(ctx, request):
+def handle_produce(ctx, request):
     broker = ctx.broker
     acks = request.acks
     results = []
@@ -69,9 +68,14 @@ async def handle_produce(ctx, request):
     if acks == 0:
         return NO_RESPONSE
     if durable:
-        errors = await asyncio.gather(*(fut for _, fut in durable))
-        for (entry, _), err in zip(durable, errors):
-            if err is not None:
-                entry["error_code"] = ErrorCode.kafka_storage_error
-                entry["error_message"] = str(err)
+        return _answer_when_durable(ctx.version, results, durable)
     return RawResponse([encode_produce_response(ctx.version, results)])
+
+
+async def _answer_when_durable(version: int, results: list, durable: list) -> RawResponse:
+    for entry, fut in durable:
+        err = await fut
+        if err is not None:
+            entry["error_code"] = ErrorCode.kafka_storage_error
+            entry["error_message"] = str(err)
+    return RawResponse([encode_produce_response(version, results)])

@@ -23,7 +23,7 @@ _EPOCH_MAX = 2**15 - 1
 
 
 @api(22)
-async def handle_init_producer_id(ctx, request):
+def handle_init_producer_id(ctx, request):
     if request.transactional_id is not None:
         log.warning("client %s asked for transactional id %r: transactions are not supported yet",
                     ctx.header.client_id, request.transactional_id)

@@ -13,7 +13,7 @@ from strom.storage import StorageError, UnknownTopicError
 
 
 @api(19, min_version=2)
-async def handle_create_topics(ctx, request):
+def handle_create_topics(ctx, request):
     broker = ctx.broker
     results = []
     for t in request.topics:
@@ -46,7 +46,7 @@ async def handle_create_topics(ctx, request):
 
 
 @api(20, min_version=1)
-async def handle_delete_topics(ctx, request):
+def handle_delete_topics(ctx, request):
     logs = ctx.broker.logs
     if ctx.version >= 6:
         wanted = [(t.name, t.topic_id) for t in request.topics]
@@ -71,7 +71,7 @@ async def handle_delete_topics(ctx, request):
 
 
 @api(37)
-async def handle_create_partitions(ctx, request):
+def handle_create_partitions(ctx, request):
     results = []
     for t in request.topics:
         entry = {"name": t.name, "error_code": 0, "error_message": None}
