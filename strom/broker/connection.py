@@ -1,21 +1,28 @@
 """One client connection: frames in, handlers, responses out in order.
 
-Requests are read as they arrive and each handler is called right away
-(appends happen in arrival order, before the handler returns); a handler
-that must wait returns a coroutine, run as a task, so a producer may
-pipeline many requests while earlier ones wait for their fsync. Responses are written strictly in request order
-by a writer task. Produce with acks=0 gets no response.
+An asyncio Protocol rather than streams: `data_received` cuts whole frames
+out of the input buffer and calls each handler right away (appends happen
+in arrival order, before the handler returns). A handler that must wait
+returns a coroutine, run as a task, so a producer may pipeline many
+requests while earlier ones wait for their fsync. Responses leave strictly
+in request order: whatever is ready at the head of the queue is written
+as soon as it is ready, with no task or extra loop turn per request.
+Produce with acks=0 gets no response.
+
+Flow control: reading pauses while `_MAX_IN_FLIGHT` requests await their
+response, or while the transport's write buffer is over its high mark.
 
 Limits: a frame larger than `socket.request.max.bytes` is refused from its
 4-byte length before its body is read; a frame that does not parse, an
 unknown API key or an unsupported version (other than ApiVersions, which
-answers) closes this connection only. Idle connections are closed after
-`connections.max.idle.ms`.
+answers) closes this connection only, after the requests read before it
+are answered. Idle connections are closed after `connections.max.idle.ms`.
 """
 
 import asyncio
 import logging
 import struct
+from collections import deque
 
 from strom.broker import router
 from strom.broker.context import NO_RESPONSE, RawResponse, RequestContext
@@ -31,122 +38,197 @@ _SIZE = struct.Struct(">i")
 _MAX_IN_FLIGHT = 256
 
 
-class Connection:
-    def __init__(self, broker, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+class Connection(asyncio.Protocol):
+    def __init__(self, broker):
         self.broker = broker
-        self.reader = reader
-        self.writer = writer
-        peer = writer.get_extra_info("peername")
-        self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
-        self._pending: asyncio.Queue = asyncio.Queue(_MAX_IN_FLIGHT)
+        self.loop = broker.loop
+        self.transport: asyncio.Transport | None = None
+        self.peer = "?"
+        self.closed = self.loop.create_future()  # set by connection_lost
+        self._buf = bytearray()
+        # (header, flexible, response or future) per request, in order
+        self._pending: deque = deque()
+        self._closing = False  # no more requests: answer what was read, then close
+        self._read_paused = False
+        self._write_paused = False
+        self._last_activity = self.loop.time()
+        self._idle_s = broker.config.connections_max_idle_ms / 1000
+        self._idle_timer = None
 
-    async def serve(self) -> None:
-        writer_task = asyncio.create_task(self._write_responses())
+    # -- asyncio.Protocol --------------------------------------------------------
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
+        self.broker.connections.add(self)
+        self._idle_timer = self.loop.call_later(self._idle_s, self._check_idle)
+
+    def data_received(self, data: bytes) -> None:
+        if self._closing:
+            return
+        self._last_activity = self.loop.time()
+        buf = self._buf
+        buf += data
+        pos, end = 0, len(buf)
+        max_size = self.broker.config.socket_request_max_bytes
         try:
-            await self._read_requests()
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
+            while end - pos >= 4:
+                size = _SIZE.unpack_from(buf, pos)[0]
+                if size < 0 or size > max_size:
+                    raise MalformedFrameError(
+                        f"request size {size} is outside 0..{max_size} (socket.request.max.bytes)"
+                    )
+                if end - pos - 4 < size:
+                    break
+                with memoryview(buf) as view:
+                    frame = view[pos + 4 : pos + 4 + size].tobytes()
+                pos += 4 + size
+                self._dispatch(frame)
         except MalformedFrameError as e:
             log.warning("closing connection from %s: %s", self.peer, e)
-        except TimeoutError:
-            log.info("closing idle connection from %s", self.peer)
-        finally:
-            # Let the writer answer what was read (in-flight requests), unless
-            # it already stopped on an error and nobody drains the queue.
-            if not writer_task.done():
-                await self._pending.put(None)
-                try:
-                    await writer_task
-                except Exception:
-                    pass
-            self.writer.close()
+            self.shutdown()
+            pos = end
+        del buf[:pos]
+        self._write_ready()
 
-    async def _read_requests(self) -> None:
-        cfg = self.broker.config
-        idle_s = cfg.connections_max_idle_ms / 1000
-        while True:
-            async with asyncio.timeout(idle_s):
-                size = _SIZE.unpack(await self.reader.readexactly(4))[0]
-            if size < 0 or size > cfg.socket_request_max_bytes:
-                raise MalformedFrameError(
-                    f"request size {size} is outside 0..{cfg.socket_request_max_bytes} "
-                    "(socket.request.max.bytes)"
-                )
-            frame = await self.reader.readexactly(size)
-            header = framing.parse_request_header(frame, router.is_flexible)
-            if header.api_key == framing.API_VERSIONS and not router.supports(
-                header.api_key, header.api_version
-            ):
-                # Answer in the v0 layout, which every client can read, with
-                # the versions we do support; the client retries with one.
-                reply = RawResponse([unsupported_version_response()])
-                await self._pending.put((header, _done(reply), False))
+    def connection_lost(self, exc) -> None:
+        self._closing = True
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+        # Nobody is left to answer: stop the long polls and fsync waits.
+        for _, _, item in self._pending:
+            if not isinstance(item, asyncio.Future):
                 continue
-            if not router.supports(header.api_key, header.api_version):
-                raise MalformedFrameError(
-                    f"unsupported api key {header.api_key} version {header.api_version} "
-                    f"(client {header.client_id!r})"
-                )
-            try:
-                request, _ = read_request(header.api_key, header.api_version, frame,
-                                          header.body_offset)
-            except Exception as e:
-                raise MalformedFrameError(
-                    f"cannot decode api key {header.api_key} v{header.api_version}: {e}"
-                ) from None
-            handler = router.HANDLERS[header.api_key].handler
-            ctx = RequestContext(self.broker, header, self.peer)
-            try:
-                result = handler(ctx, request)
-            except Exception as e:  # reported by the writer, in request order
-                task = _failed(e)
-            else:
-                task = asyncio.ensure_future(result) if asyncio.iscoroutine(result) else _done(result)
-            # ApiVersions answers with a v0 response header whatever its version.
-            flexible = header.flexible and header.api_key != framing.API_VERSIONS
-            await self._pending.put((header, task, flexible))
+            if not item.done():
+                item.cancel()
+            elif not item.cancelled():
+                item.exception()  # mark it retrieved: nobody will report it now
+        self._pending.clear()
+        self.broker.connections.discard(self)
+        if not self.closed.done():
+            self.closed.set_result(None)
 
-    async def _write_responses(self) -> None:
-        writer = self.writer
-        while True:
-            item = await self._pending.get()
-            if item is None:
-                return
-            header, task, flexible = item
-            try:
-                response = await task
-            except KafkaError as e:
-                log.warning("request %d from %s failed: %s", header.api_key, self.peer, e)
-                writer.close()
-                return
-            except Exception:
-                log.exception("handler for api key %d failed; closing %s",
-                              header.api_key, self.peer)
-                writer.close()
-                return
-            if response is NO_RESPONSE:
+    def pause_writing(self) -> None:
+        self._write_paused = True
+        self._update_reading()
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        self._update_reading()
+
+    # -- requests ------------------------------------------------------------------
+
+    def _dispatch(self, frame: bytes) -> None:
+        header = framing.parse_request_header(frame, router.is_flexible)
+        if header.api_key == framing.API_VERSIONS and not router.supports(
+            header.api_key, header.api_version
+        ):
+            # Answer in the v0 layout, which every client can read, with the
+            # versions we do support; the client retries with one.
+            self._pending.append((header, False, RawResponse([unsupported_version_response()])))
+            return
+        if not router.supports(header.api_key, header.api_version):
+            raise MalformedFrameError(
+                f"unsupported api key {header.api_key} version {header.api_version} "
+                f"(client {header.client_id!r})"
+            )
+        try:
+            request, _ = read_request(header.api_key, header.api_version, frame, header.body_offset)
+        except Exception as e:
+            raise MalformedFrameError(
+                f"cannot decode api key {header.api_key} v{header.api_version}: {e}"
+            ) from None
+        # ApiVersions answers with a v0 response header whatever its version.
+        flexible = header.flexible and header.api_key != framing.API_VERSIONS
+        ctx = RequestContext(self.broker, header, self.peer)
+        try:
+            result = router.HANDLERS[header.api_key].handler(ctx, request)
+        except Exception as e:  # reported in request order by _write_ready
+            result = self.loop.create_future()
+            result.set_exception(e)
+        else:
+            if asyncio.iscoroutine(result):
+                result = self.loop.create_task(result)
+                result.add_done_callback(self._on_done)
+        self._pending.append((header, flexible, result))
+
+    def _on_done(self, _task) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self._write_ready()
+
+    def _write_ready(self) -> None:
+        """Write every response at the head of the queue that is ready."""
+        pending = self._pending
+        out = []
+        while pending:
+            header, flexible, item = pending[0]
+            if isinstance(item, asyncio.Future):
+                if not item.done():
+                    break
+                if item.cancelled():
+                    pending.popleft()
+                    continue
+                error = item.exception()
+                if error is not None:
+                    pending.popleft()
+                    self._fail(header, error, out)
+                    return
+                item = item.result()
+            pending.popleft()
+            if item is NO_RESPONSE:
                 continue
             head = framing.response_header(header.correlation_id, flexible)
             try:
-                body = response.buffers if isinstance(response, RawResponse) else [encode(response)]
+                body = item.buffers if isinstance(item, RawResponse) else [encode(item)]
             except Exception:
                 log.exception("cannot encode the response to api key %d v%d; closing %s",
                               header.api_key, header.api_version, self.peer)
-                writer.close()
+                self._abort(out)
                 return
-            size = len(head) + sum(len(b) for b in body)
-            writer.writelines([framing.frame_size(size), head, *body])
-            if writer.transport.get_write_buffer_size() > 4 * 1024 * 1024:
-                await writer.drain()
+            out += (framing.frame_size(len(head) + sum(len(b) for b in body)), head, *body)
+        if out:
+            self.transport.writelines(out)
+        if self._closing and not pending:
+            self.transport.close()
+        else:
+            self._update_reading()
 
+    def _fail(self, header, error: BaseException, out: list) -> None:
+        if isinstance(error, KafkaError):
+            log.warning("request %d from %s failed: %s", header.api_key, self.peer, error)
+        else:
+            log.error("handler for api key %d failed; closing %s", header.api_key, self.peer,
+                      exc_info=error)
+        self._abort(out)
 
-def _done(value) -> asyncio.Future:
-    fut = asyncio.get_running_loop().create_future()
-    fut.set_result(value)
-    return fut
+    def _abort(self, out: list) -> None:
+        """Send what was ready before the failed request, then close."""
+        if out:
+            self.transport.writelines(out)
+        self._closing = True
+        self.transport.close()
 
+    def _update_reading(self) -> None:
+        pause = self._write_paused or len(self._pending) >= _MAX_IN_FLIGHT
+        if pause != self._read_paused and not self.transport.is_closing():
+            self._read_paused = pause
+            (self.transport.pause_reading if pause else self.transport.resume_reading)()
 
-def _failed(error: Exception) -> asyncio.Future:
-    fut = asyncio.get_running_loop().create_future()
-    fut.set_exception(error)
-    return fut
+    # -- lifecycle -------------------------------------------------------------------
+
+    def shutdown(self) -> None:
+        """Read no more requests; close once those already read are answered."""
+        if self._closing:
+            return
+        self._closing = True
+        if not self._pending and self.transport is not None:
+            self.transport.close()
+
+    def _check_idle(self) -> None:
+        idle = self.loop.time() - self._last_activity
+        if idle >= self._idle_s and not self._pending:
+            log.info("closing idle connection from %s", self.peer)
+            self.shutdown()
+        else:
+            self._idle_timer = self.loop.call_later(max(self._idle_s - idle, 0.01), self._check_idle)

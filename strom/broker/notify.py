@@ -18,6 +18,10 @@ class AppendNotifier:
                 if not fut.done():
                     fut.set_result(True)
 
+    def wake_all(self) -> None:
+        for key in list(self._waiters):
+            self.notify(key)
+
     async def wait_any(self, keys, timeout: float) -> bool:
         """Wait until one of `keys` is notified (True) or `timeout` passes.
 

@@ -28,7 +28,7 @@ class Broker:
         self.notifier = AppendNotifier()
         self.port: int | None = None
         self._server: asyncio.base_events.Server | None = None
-        self._connections: set[asyncio.Task] = set()
+        self.connections: set[Connection] = set()
         self._stopped = asyncio.Event()
 
     async def start(self) -> None:
@@ -46,8 +46,8 @@ class Broker:
             offsets_retention_ms=cfg.offsets_retention_minutes * 60_000,
         )
         await self.groups.start()
-        self._server = await asyncio.start_server(
-            self._on_connection, cfg.host, cfg.port, reuse_address=True, limit=1 << 20
+        self._server = await self.loop.create_server(
+            lambda: Connection(self), cfg.host, cfg.port, reuse_address=True
         )
         self.port = self._server.sockets[0].getsockname()[1]
         if cfg.port == 0 and cfg.advertised_port is None:
@@ -85,25 +85,19 @@ class Broker:
 
     # -- connections and lifecycle -------------------------------------------------
 
-    async def _on_connection(self, reader, writer) -> None:
-        task = asyncio.current_task()
-        self._connections.add(task)
-        try:
-            await Connection(self, reader, writer).serve()
-        except asyncio.CancelledError:
-            pass
-        finally:
-            self._connections.discard(task)
-
     async def stop(self) -> None:
         if self._server is None:
             return
         log.info("shutting down: no new connections, finishing in-flight requests")
         self._server.close()
-        for task in list(self._connections):
-            task.cancel()
-        if self._connections:
-            await asyncio.wait(list(self._connections), timeout=5)
+        connections = list(self.connections)
+        for conn in connections:
+            conn.shutdown()
+        self.notifier.wake_all()  # parked fetches answer now with what they have
+        if connections:
+            await asyncio.wait([c.closed for c in connections], timeout=5)
+        for conn in list(self.connections):
+            conn.transport.abort()
         await self._server.wait_closed()
         self._server = None
         await self.groups.stop()
