@@ -14,7 +14,7 @@ a client that does not yet know our versions can read them.
 """
 
 import struct
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from strom.protocol.errors import KafkaError
 
@@ -27,8 +27,7 @@ class MalformedFrameError(KafkaError):
     """Bytes that do not parse as a request: the connection is closed."""
 
 
-@dataclass(frozen=True, slots=True)
-class RequestHeader:
+class RequestHeader(NamedTuple):  # a tuple: built once per request, cheaply
     api_key: int
     api_version: int
     correlation_id: int

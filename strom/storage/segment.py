@@ -13,6 +13,7 @@ thread (fdatasync on an fd that is being appended to is safe).
 """
 
 import logging
+from bisect import bisect_left
 
 from strom.records.batch import (
     BATCH_HEADER_SIZE,
@@ -30,6 +31,9 @@ log = logging.getLogger(__name__)
 
 # Reads scan forward from an index entry in chunks of this many bytes.
 _SCAN_CHUNK = 64 * 1024
+# The tail positions cache holds at most this many batches (it normally
+# holds those since the last index entry, fewer than index.interval.bytes).
+_TAIL_MAX = 1024
 _RECOVER_CHUNK = 1024 * 1024
 
 
@@ -46,6 +50,7 @@ class Segment:
         self.max_timestamp = -1
         self.first_batch_timestamp: int | None = None
         self._bytes_since_index_entry = 0
+        self._reset_tail(None)
 
     def path(self, suffix: str) -> str:
         return f"{self.directory}/{files.segment_name(self.base_offset, suffix)}"
@@ -81,6 +86,8 @@ class Segment:
         data = self.log_file.pread(pos, self.size - pos)
         end = pos
         for p, header in iter_batches(data):
+            if p == 0:
+                self._reset_tail(header.base_offset)
             self._note_batch(header, pos + p, index=False)
             end = pos + p + header.size
         if end != self.size:
@@ -101,6 +108,7 @@ class Segment:
         self.max_timestamp = -1
         self.first_batch_timestamp = None
         self._bytes_since_index_entry = 0
+        self._reset_tail(None)
         size = self.size
         pos = 0
         while pos < size:
@@ -168,15 +176,33 @@ class Segment:
                 if header.max_timestamp > self.max_timestamp:
                     self.time_index.maybe_append(header.max_timestamp, rel)
             self._bytes_since_index_entry = 0
+            self._reset_tail(header.base_offset)
         self._bytes_since_index_entry += header.batch_length + 12
+        if self._tail_base is not None:
+            self._tail_last_offsets.append(header.last_offset)
+            self._tail_positions.append(position)
+            if len(self._tail_positions) > _TAIL_MAX:
+                self._reset_tail(None)
         if header.max_timestamp > self.max_timestamp:
             self.max_timestamp = header.max_timestamp
         self.next_offset = header.base_offset + header.last_offset_delta + 1
 
     # -- reading -----------------------------------------------------------
 
+    def _reset_tail(self, base_offset: int | None) -> None:
+        """Start the tail cache at the batch with this base offset (None:
+        no cache until the next index entry). It lists (last offset,
+        position) of consecutive batches from there to the end, so a
+        consumer reading at the end finds its batch without scanning."""
+        self._tail_base = base_offset
+        self._tail_last_offsets: list[int] = []
+        self._tail_positions: list[int] = []
+
     def find_position(self, offset: int) -> int | None:
         """Byte position of the first batch whose last offset is >= offset."""
+        if self._tail_base is not None and offset >= self._tail_base:
+            i = bisect_left(self._tail_last_offsets, offset)
+            return self._tail_positions[i] if i < len(self._tail_positions) else None
         pos = self.offset_index.lookup(max(offset - self.base_offset, 0))
         size = self.size
         while pos < size:

@@ -67,15 +67,20 @@ def handle_produce(ctx, request):
                         "partition_responses": partitions})
     if acks == 0:
         return NO_RESPONSE
-    if durable:
+    if durable and not all(fut.done() for _, fut in durable):
         return _answer_when_durable(ctx.version, results, durable)
+    for entry, fut in durable:  # in memory, or already fsynced
+        _note_error(entry, fut.result())
     return RawResponse([encode_produce_response(ctx.version, results)])
 
 
 async def _answer_when_durable(version: int, results: list, durable: list) -> RawResponse:
     for entry, fut in durable:
-        err = await fut
-        if err is not None:
-            entry["error_code"] = ErrorCode.kafka_storage_error
-            entry["error_message"] = str(err)
+        _note_error(entry, await fut)
     return RawResponse([encode_produce_response(version, results)])
+
+
+def _note_error(entry: dict, error) -> None:
+    if error is not None:
+        entry["error_code"] = ErrorCode.kafka_storage_error
+        entry["error_message"] = str(error)

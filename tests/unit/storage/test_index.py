@@ -68,3 +68,33 @@ def test_suspect_index_is_rebuilt(tmp_path):
     plog = PartitionLog(medium, "t-0", LogConfig({"index.interval.bytes": "100"}), clean=True)
     assert index_path.read_bytes() == good
     assert [r.offset for r in read_all(plog, 33)][0] == 33
+
+
+@given(st.lists(st.integers(1, 6), min_size=1, max_size=80), st.sampled_from([64, 300, 4096]),
+       st.booleans())
+def test_reads_at_every_offset_find_the_batch_holding_it(sizes, interval, reopen):
+    """The sparse index plus the tail cache (batches since the last index
+    entry) find, for every offset, the batch that holds it, fresh and after
+    a reload (which rebuilds the cache from the last index entry)."""
+    from strom.records.batch import BatchHeader
+    from strom.storage.segment import Segment
+    from tests.unit.storage.helpers import batch
+
+    medium = MemoryMedium()
+    seg = Segment(medium, "d", 100, interval)
+    spans, offset = [], 100
+    for n in sizes:
+        raw = bytearray(batch([b"v" * 20] * n))
+        raw[:8] = offset.to_bytes(8, "big")
+        seg.append([raw], [(0, BatchHeader.parse(raw))])
+        spans.append((offset, offset + n - 1))
+        offset += n
+    if reopen:
+        seg.offset_index.write_pending()
+        seg = Segment(medium, "d", 100, interval)
+        seg.load()
+    for first, last in spans:
+        for o in range(first, last + 1):
+            header = BatchHeader.parse(seg.read(o, 1))
+            assert (header.base_offset, header.last_offset) == (first, last)
+    assert seg.read(offset, 1000) == b""
