@@ -85,7 +85,7 @@ def _clean_segment(plog: PartitionLog, seg, latest: dict[bytes, int], now: int) 
     f = plog.medium.open(cleaned_path)
     try:
         if out:
-            f.append(out)
+            f.append(out, sum(len(b) for b in out))
         f.sync()
     finally:
         f.close()

@@ -60,9 +60,9 @@ class DiskFile:
         self.size = os.fstat(self._fd).st_size
         os.lseek(self._fd, 0, os.SEEK_END)
 
-    def append(self, buffers) -> None:
-        """Append a list of buffers with one writev (no concatenation)."""
-        total = sum(len(b) for b in buffers)
+    def append(self, buffers, total: int) -> None:
+        """Append a list of buffers (`total` bytes) with one writev, no
+        concatenation."""
         n = os.writev(self._fd, buffers)
         self.size += n
         if n < total:  # a short write: finish the rest the slow way
@@ -165,7 +165,7 @@ class MemoryFile:
     def size(self) -> int:
         return len(self._data)
 
-    def append(self, buffers) -> None:
+    def append(self, buffers, total: int) -> None:
         for b in buffers:
             self._data += b
 

@@ -63,8 +63,8 @@ class _Index:
         n = len(self.first)
         if n > self._written:
             pack = self.ENTRY.pack
-            self._file.append([b"".join(
-                pack(self.first[i], self.second[i]) for i in range(self._written, n))])
+            data = b"".join(pack(self.first[i], self.second[i]) for i in range(self._written, n))
+            self._file.append([data], len(data))
             self._written = n
 
     def sync(self) -> None:

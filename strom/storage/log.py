@@ -188,7 +188,9 @@ class PartitionLog:
             seg = self.segments[-1]
             offset = seg.next_offset
             buffers, positioned, pos = [], [], 0
-            log_append_time = now if now is not None else now_ms()
+            log_append_time = now
+            if now is None and (config.log_append_time or self.first_unflushed_ms is None):
+                log_append_time = now_ms()  # only when used: time.time() is not free
             while pos < end:
                 header = validate_batch(view, pos, strict=validate)
                 size = header[1] + LOG_OVERHEAD
@@ -226,7 +228,7 @@ class PartitionLog:
             ):
                 seg = self._roll()  # segment.bytes, segment.ms, or 31-bit relative offsets
             try:
-                seg.append(buffers, positioned)
+                seg.append(buffers, pos, positioned)
             except OSError as e:
                 self._werr = LogWriteError(f"{self.directory}: write failed: {e}")
                 log.error("%s", self._werr)

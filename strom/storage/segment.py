@@ -154,38 +154,41 @@ class Segment:
 
     # -- appending ---------------------------------------------------------
 
-    def append(self, buffers: list, headers: list[tuple[int, BatchHeader]]) -> None:
+    def append(self, buffers: list, total: int, headers: list[tuple[int, BatchHeader]]) -> None:
         """Append batches already validated and given offsets, as a list of
-        buffers. `headers` are (position relative to the start of this
-        append, header) for each batch."""
-        start = self.size
-        self.log_file.append(buffers)
+        buffers of `total` bytes. `headers` are (position relative to the
+        start of this append, header) for each batch."""
+        start = self.log_file.size
+        self.log_file.append(buffers, total)
         for pos, header in headers:
             self._note_batch(header, start + pos)
 
     def _note_batch(self, header: BatchHeader, position: int, index: bool = True) -> None:
+        # On the append path: fields unpacked once, attributes read once.
+        base, length, _, _, _, _, last_delta, _, max_ts = header[:9]
         if self.first_batch_timestamp is None:
-            self.first_batch_timestamp = header.max_timestamp
+            self.first_batch_timestamp = max_ts
         if index and (
             self._bytes_since_index_entry >= self.index_interval_bytes or not self.offset_index.positions
         ):
-            rel = header.base_offset - self.base_offset
+            rel = base - self.base_offset
             rels = self.offset_index.relative_offsets
             if not rels or rel > rels[-1]:
                 self.offset_index.append(rel, position)
-                if header.max_timestamp > self.max_timestamp:
-                    self.time_index.maybe_append(header.max_timestamp, rel)
+                if max_ts > self.max_timestamp:
+                    self.time_index.maybe_append(max_ts, rel)
             self._bytes_since_index_entry = 0
-            self._reset_tail(header.base_offset)
-        self._bytes_since_index_entry += header.batch_length + 12
+            self._reset_tail(base)
+        self._bytes_since_index_entry += length + 12
         if self._tail_base is not None:
-            self._tail_last_offsets.append(header.last_offset)
-            self._tail_positions.append(position)
-            if len(self._tail_positions) > _TAIL_MAX:
+            positions = self._tail_positions
+            self._tail_last_offsets.append(base + last_delta)
+            positions.append(position)
+            if len(positions) > _TAIL_MAX:
                 self._reset_tail(None)
-        if header.max_timestamp > self.max_timestamp:
-            self.max_timestamp = header.max_timestamp
-        self.next_offset = header.base_offset + header.last_offset_delta + 1
+        if max_ts > self.max_timestamp:
+            self.max_timestamp = max_ts
+        self.next_offset = base + last_delta + 1
 
     # -- reading -----------------------------------------------------------
 

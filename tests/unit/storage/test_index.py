@@ -86,7 +86,7 @@ def test_reads_at_every_offset_find_the_batch_holding_it(sizes, interval, reopen
     for n in sizes:
         raw = bytearray(batch([b"v" * 20] * n))
         raw[:8] = offset.to_bytes(8, "big")
-        seg.append([raw], [(0, BatchHeader.parse(raw))])
+        seg.append([raw], len(raw), [(0, BatchHeader.parse(raw))])
         spans.append((offset, offset + n - 1))
         offset += n
     if reopen:
