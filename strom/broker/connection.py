@@ -9,8 +9,9 @@ in request order: whatever is ready at the head of the queue is written
 as soon as it is ready, with no task or extra loop turn per request.
 Produce with acks=0 gets no response.
 
-Flow control: reading pauses while `_MAX_IN_FLIGHT` requests await their
-response, or while the transport's write buffer is over its high mark.
+Flow control: at most `_MAX_IN_FLIGHT` requests await their response;
+further frames wait in the input buffer and reading pauses, as it does
+while the transport's write buffer is over its high mark.
 
 Limits: a frame larger than `socket.request.max.bytes` is refused from its
 4-byte length before its body is read; a frame that does not parse, an
@@ -68,12 +69,19 @@ class Connection(asyncio.Protocol):
         if self._closing:
             return
         self._last_activity = self.loop.time()
+        self._buf += data
+        self._process()
+
+    def _process(self) -> None:
+        """Dispatch the whole frames in the buffer, up to the in-flight
+        limit (the rest waits there, and reading pauses), then write what
+        is ready."""
         buf = self._buf
-        buf += data
         pos, end = 0, len(buf)
         max_size = self.broker.config.socket_request_max_bytes
+        pending = self._pending
         try:
-            while end - pos >= 4:
+            while end - pos >= 4 and len(pending) < _MAX_IN_FLIGHT and not self._closing:
                 size = _SIZE.unpack_from(buf, pos)[0]
                 if size < 0 or size > max_size:
                     raise MalformedFrameError(
@@ -154,8 +162,11 @@ class Connection(asyncio.Protocol):
         self._pending.append((header, flexible, result))
 
     def _on_done(self, _task) -> None:
-        if self.transport is not None and not self.transport.is_closing():
-            self._write_ready()
+        if self.transport is None or self.transport.is_closing():
+            return
+        self._write_ready()
+        if self._buf and len(self._pending) < _MAX_IN_FLIGHT and not self._closing:
+            self._process()  # frames that waited for room in flight
 
     def _write_ready(self) -> None:
         """Write every response at the head of the queue that is ready."""
