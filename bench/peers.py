@@ -75,8 +75,12 @@ class Broker:
                 self.proc.wait()
 
     def wipe(self) -> None:
+        """Delete the data, and let the disk settle: a round leaves GBs
+        behind (W4, W5), and deleting them on this machine (ext4 mounted
+        with `discard`) stalls fsyncs for a while after."""
         shutil.rmtree(self.dir, ignore_errors=True)
         os.makedirs(self.dir)
+        os.sync()
 
 
 class Strom(Broker):
@@ -405,6 +409,7 @@ def main() -> None:
                     print(f"  {s.name}: {workload.__name__} failed: {e}", file=sys.stderr, flush=True)
                     failures.setdefault((workload.__name__, s.name), []).append(str(e)[:80])
             s.stop()
+            s.wipe()
         if args.only:
             continue
         if with_rabbitmq:
@@ -415,6 +420,7 @@ def main() -> None:
                 print(f"  rabbitmq round failed: {e}", file=sys.stderr, flush=True)
             finally:
                 rabbitmq.stop()
+                os.sync()
         for s in systems:
             s.wipe()
             rec(s.name, "start-up, 1000 partitions with data (ms)", startup_with_partitions(s) * 1000)

@@ -52,6 +52,7 @@ class GroupCoordinator:
         # group -> (topic, partition) -> {"offset", "leader_epoch", "metadata", "commit_timestamp"}
         self.offsets: dict[str, dict[tuple[str, int], dict]] = {}
         self._timer: asyncio.Task | None = None
+        self.plog = None  # __consumer_offsets-0, once it exists
         self._last_expiry = 0.0
         self.consumer_groups = ConsumerGroups(self._topic_partitions)
 
@@ -70,10 +71,9 @@ class GroupCoordinator:
     # -- start-up: replay the offsets topic ------------------------------------
 
     async def start(self) -> None:
+        self._timer = asyncio.create_task(self._tick())
         if rec.OFFSETS_TOPIC not in self.logs.topics:
-            self.logs.create_topic(rec.OFFSETS_TOPIC, 1, {
-                "cleanup.policy": "compact", "segment.bytes": str(100 * 1024 * 1024),
-                "retention.ms": "-1"})
+            return  # created by the first write (_offsets_log), as Kafka does
         self.plog = self.logs.get_log(rec.OFFSETS_TOPIC, 0)
         offset, count = self.plog.log_start_offset, 0
         while offset < self.plog.log_end_offset:
@@ -89,7 +89,17 @@ class GroupCoordinator:
         if count:
             log.info("loaded %d groups and committed offsets of %d groups from %d records",
                      len(self.groups), len(self.offsets), count)
-        self._timer = asyncio.create_task(self._tick())
+
+    def _offsets_log(self):
+        """The offsets topic, created on first use: a broker that never sees
+        a consumer group does not pay for it (three fsyncs at start-up)."""
+        if self.plog is None:
+            if rec.OFFSETS_TOPIC not in self.logs.topics:
+                self.logs.create_topic(rec.OFFSETS_TOPIC, 1, {
+                    "cleanup.policy": "compact", "segment.bytes": str(100 * 1024 * 1024),
+                    "retention.ms": "-1"})
+            self.plog = self.logs.get_log(rec.OFFSETS_TOPIC, 0)
+        return self.plog
 
     async def stop(self) -> None:
         if self._timer:
@@ -143,8 +153,9 @@ class GroupCoordinator:
         """Write records to the offsets topic, wait for the fsync, replay."""
         now = int(time.time() * 1000)
         batch = build_batch([Record(rec.encode_key(k), rec.encode_value(v), now) for k, v in entries])
-        result = self.plog.append(batch)
-        error = await self.wait_durable(self.plog, result.last_offset + 1)
+        plog = self._offsets_log()
+        result = plog.append(batch)
+        error = await self.wait_durable(plog, result.last_offset + 1)
         if error is not None:
             raise error_for(ErrorCode.kafka_storage_error, str(error))
         for key, value in entries:
