@@ -103,6 +103,16 @@ class Strom(Broker):
                 "--data-dir", self.dir, "--log-level", "WARNING"]
 
 
+class StromMemory(Strom):
+    """`strom serve --memory`: not in the table; for profiling runs that
+    separate the cost of the disk (`--systems strom,strom-memory`)."""
+
+    name = "strom-memory"
+
+    def command(self):
+        return super().command() + ["--memory"]
+
+
 class Tansu(Broker):
     name = "tansu"
 
@@ -377,9 +387,11 @@ def main() -> None:
     ap.add_argument("--w3-seconds", type=float, default=10)
     ap.add_argument("--write", action="store_true", help="write bench/RESULTS.md")
     ap.add_argument("--only", help="comma-separated workloads to run (w1,...,w5), for profiling")
-    ap.add_argument("--systems", default="strom,tansu", help="comma-separated: strom,tansu")
+    ap.add_argument("--systems", default="strom,tansu",
+                    help="comma-separated: strom, tansu, strom-memory")
     args = ap.parse_args()
-    systems = [{"strom": Strom, "tansu": Tansu}[name]() for name in args.systems.split(",")]
+    kinds = {"strom": Strom, "tansu": Tansu, "strom-memory": StromMemory}
+    systems = [kinds[name]() for name in args.systems.split(",")]
     workloads = [w for w in WORKLOADS if not args.only or w.__name__ in args.only.split(",")]
     r: dict[tuple[str, str], list[float]] = {}
     failures: dict[tuple[str, str], list[str]] = {}
