@@ -39,7 +39,7 @@ def command(subparsers, name: str, run, help: str, bootstrap: bool = True) -> ar
     return parser
 
 
-def group(subparsers, name: str, help: str):
+def command_group(subparsers, name: str, help: str):
     """A command with sub-commands of its own (`strom topic create`)."""
     parser = subparsers.add_parser(name, help=help, description=help)
     parser.set_defaults(run=lambda _args: parser.print_help())

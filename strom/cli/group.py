@@ -6,15 +6,15 @@ from strom.cli.common import (
     check_reachable,
     client_config,
     command,
+    command_group,
     describe_error,
     fail,
-    group,
     print_table,
 )
 
 
 def register(subparsers) -> None:
-    sub = group(subparsers, "group", "List, inspect, reset and delete consumer groups.")
+    sub = command_group(subparsers, "group", "List, inspect, reset and delete consumer groups.")
     command(sub, "list", list_, "List consumer groups with their state.")
     p = command(sub, "describe", describe, "State, members and assignments, committed offsets and lag.")
     p.add_argument("group")

@@ -4,9 +4,9 @@ from strom.cli.common import (
     check_reachable,
     client_config,
     command,
+    command_group,
     describe_error,
     fail,
-    group,
     parse_pairs,
     positive,
     print_table,
@@ -14,7 +14,7 @@ from strom.cli.common import (
 
 
 def register(subparsers) -> None:
-    sub = group(subparsers, "topic", "Create, list, describe, alter and delete topics.")
+    sub = command_group(subparsers, "topic", "Create, list, describe, alter and delete topics.")
     p = command(sub, "create", create, "Create a topic.")
     p.add_argument("name")
     p.add_argument("--partitions", "-p", type=positive, default=1)

@@ -35,9 +35,11 @@ from strom.records.record import Record, decode_records, encode_record
 
 
 
-def crc32c(data) -> int:
+def crc32c(data) -> int:  # noqa: F811 (replaced by the C function on first call)
     """CRC-32C, from the `crc32c` package, imported on first use: its
-    `__init__` reads package metadata (~20 ms), which start-up need not pay."""
+    `__init__` reads package metadata (~20 ms), which start-up need not pay.
+    The import rebinds this module's `crc32c`, so later calls go straight
+    to the C function."""
     global crc32c
     from crc32c import crc32c
 
