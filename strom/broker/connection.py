@@ -80,6 +80,7 @@ class Connection(asyncio.Protocol):
         pos, end = 0, len(buf)
         max_size = self.broker.config.socket_request_max_bytes
         pending = self._pending
+        view = memoryview(buf)  # released before the buffer is trimmed
         try:
             while end - pos >= 4 and len(pending) < _MAX_IN_FLIGHT and not self._closing:
                 size = _SIZE.unpack_from(buf, pos)[0]
@@ -89,14 +90,15 @@ class Connection(asyncio.Protocol):
                     )
                 if end - pos - 4 < size:
                     break
-                with memoryview(buf) as view:
-                    frame = view[pos + 4 : pos + 4 + size].tobytes()
+                frame = view[pos + 4 : pos + 4 + size].tobytes()
                 pos += 4 + size
                 self._dispatch(frame)
         except MalformedFrameError as e:
             log.warning("closing connection from %s: %s", self.peer, e)
             self.shutdown()
             pos = end
+        finally:
+            view.release()
         del buf[:pos]
         self._write_ready()
 

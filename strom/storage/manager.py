@@ -189,6 +189,11 @@ class LogManager:
     def find_topic_by_id(self, topic_id) -> Topic | None:
         return self._by_id.get(topic_id)
 
+    def find_topic(self, name: str | None, topic_id=None) -> Topic | None:
+        """By name, or by topic id when there is no name (the newest request
+        versions name topics by id only, KIP-516)."""
+        return self.topics.get(name) if name is not None else self._by_id.get(topic_id)
+
     def get_topic_by_id(self, topic_id: uuid.UUID) -> Topic:
         try:
             return self._by_id[topic_id]

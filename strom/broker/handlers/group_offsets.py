@@ -46,10 +46,8 @@ def _resolve(logs, t):
     """(topic or None, name or None) for a request entry that names its
     topic by name, or by topic_id in the newest versions (KIP-848)."""
     name = getattr(t, "name", None)
-    if name is None:
-        topic = logs.find_topic_by_id(getattr(t, "topic_id", None))
-        return topic, topic.name if topic else None
-    return logs.topics.get(name), name
+    topic = logs.find_topic(name, getattr(t, "topic_id", None))
+    return topic, name if name is not None else (topic.name if topic else None)
 
 
 def _fetch_group(logs, coordinator, group_id, topics) -> list[dict]:

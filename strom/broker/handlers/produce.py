@@ -30,11 +30,9 @@ def handle_produce(ctx, request):
     for topic_data in request.topic_data:
         name = getattr(topic_data, "name", None)
         topic_id = getattr(topic_data, "topic_id", None)  # v13+ (KIP-516)
+        topic = broker.logs.find_topic(name, topic_id)
         if name is None:
-            topic = broker.logs.find_topic_by_id(topic_id)
             name = topic.name if topic else ""
-        else:
-            topic = broker.logs.topics.get(name)
         partitions = []
         for part in topic_data.partition_data:
             entry = {"index": part.index, "error_code": ErrorCode.none, "base_offset": -1,
