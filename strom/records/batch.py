@@ -138,44 +138,53 @@ def batch_size_at(buf, pos: int) -> int | None:
     return _OFFSET_AND_LENGTH.unpack_from(buf, pos)[1] + LOG_OVERHEAD
 
 
-def validate_batch(buf, pos: int = 0, *, strict: bool = False) -> BatchHeader:
+def validate_batch(buf, pos: int = 0, *, strict: bool = False,
+                   base_offset: int | None = None) -> BatchHeader:
     """Check one batch at `pos` of `buf` and return its header.
 
     Checks length, magic, CRC-32C and delta consistency. `strict` adds the
     rules for batches fresh from a producer: offset deltas must be dense
     (last_offset_delta == records_count - 1), which compacted batches break.
+    With `base_offset`, the header returned carries that base offset (the
+    one the log assigns; the CRC does not cover it).
     """
-    header = BatchHeader.parse(buf, pos)
-    if header.batch_length < BATCH_HEADER_SIZE - LOG_OVERHEAD:
-        raise CorruptRecordError(f"batch length {header.batch_length} is below the header size")
-    end = pos + header.size
+    if len(buf) - pos < BATCH_HEADER_SIZE:
+        raise CorruptRecordError(
+            f"batch header needs {BATCH_HEADER_SIZE} bytes, {len(buf) - pos} left"
+        )
+    # Fields as locals, once: this runs for every batch produced.
+    fields = _HEADER.unpack_from(buf, pos)
+    _, length, _, magic, crc, attributes, last_delta, _, _, _, _, _, count = fields
+    if length < BATCH_HEADER_SIZE - LOG_OVERHEAD:
+        raise CorruptRecordError(f"batch length {length} is below the header size")
+    end = pos + length + LOG_OVERHEAD
     if end > len(buf):
         raise CorruptRecordError(
-            f"batch of {header.size} bytes is truncated at {len(buf) - pos} bytes"
+            f"batch of {length + LOG_OVERHEAD} bytes is truncated at {len(buf) - pos} bytes"
         )
-    if header.magic != MAGIC:
-        raise InvalidRecordError(f"magic {header.magic} is not supported, only 2")
+    if magic != MAGIC:
+        raise InvalidRecordError(f"magic {magic} is not supported, only 2")
     actual = crc32c(memoryview(buf)[pos + 21 : end])
-    if actual != header.crc:
-        raise CorruptRecordError(f"CRC-32C mismatch: header {header.crc:#010x}, data {actual:#010x}")
-    if header.attributes & 0x07 > Compression.ZSTD:
-        raise InvalidRecordError(f"unknown compression codec {header.attributes & 0x07}")
-    if header.records_count < 0 or header.last_offset_delta < 0:
+    if actual != crc:
+        raise CorruptRecordError(f"CRC-32C mismatch: header {crc:#010x}, data {actual:#010x}")
+    if attributes & 0x07 > Compression.ZSTD:
+        raise InvalidRecordError(f"unknown compression codec {attributes & 0x07}")
+    if count < 0 or last_delta < 0:
         raise InvalidRecordError("negative records count or last offset delta")
-    if header.records_count > 0 and header.last_offset_delta < header.records_count - 1:
+    if count > 0 and last_delta < count - 1:
         raise InvalidRecordError(
-            f"last offset delta {header.last_offset_delta} is below "
-            f"records count {header.records_count} - 1"
+            f"last offset delta {last_delta} is below records count {count} - 1"
         )
     if strict:
-        if header.records_count == 0:
+        if count == 0:
             raise InvalidRecordError("batch holds no records")
-        if header.last_offset_delta != header.records_count - 1:
+        if last_delta != count - 1:
             raise InvalidRecordError(
-                f"last offset delta {header.last_offset_delta} does not match "
-                f"records count {header.records_count}"
+                f"last offset delta {last_delta} does not match records count {count}"
             )
-    return header
+    if base_offset is not None:
+        fields = (base_offset, *fields[1:])
+    return tuple.__new__(BatchHeader, fields)
 
 
 def iter_batches(buf, pos: int = 0, end: int | None = None):

@@ -192,7 +192,7 @@ class PartitionLog:
             if now is None and (config.log_append_time or self.first_unflushed_ms is None):
                 log_append_time = now_ms()  # only when used: time.time() is not free
             while pos < end:
-                header = validate_batch(view, pos, strict=validate)
+                header = validate_batch(view, pos, strict=validate, base_offset=offset)
                 size = header[1] + LOG_OVERHEAD
                 if size > config.max_message_bytes:
                     raise RecordTooLargeError(
@@ -214,7 +214,6 @@ class PartitionLog:
                     # write the new 8 bytes, then the rest of the producer's
                     # buffer as is (writev, no copy).
                     buffers += (_OFFSET.pack(offset), view[pos + 8 : pos + size])
-                    header = BatchHeader(offset, *header[1:])
                 positioned.append((pos, header))
                 offset += header.last_offset_delta + 1
                 pos += size
@@ -240,11 +239,12 @@ class PartitionLog:
             self.unflushed_messages += offset - first.base_offset
             if self.first_unflushed_ms is None:
                 self.first_unflushed_ms = log_append_time
-            return AppendResult(
+            # tuple.__new__: NamedTuple's generated __new__ is a Python call.
+            return tuple.__new__(AppendResult, (
                 first.base_offset, offset - 1,
                 log_append_time if config.log_append_time else -1,
-                self.log_start_offset, positioned,
-            )
+                self.log_start_offset, positioned, False,
+            ))
 
     @property
     def producer_state(self) -> ProducerStateTable:
