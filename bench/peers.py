@@ -200,14 +200,14 @@ print("\\n".join("%.4f" % x for x in got))
 """
 
 
-def latency(bootstrap, topic, rate=5000, seconds=10.0) -> list[float]:
+def latency(bootstrap, topic, rate=5000, seconds=10.0, acks="all") -> list[float]:
     """End-to-end latency (ms) at a fixed rate, linger.ms=0. The reader is
     another process (so the producer's pacing loop does not hold its GIL);
     CLOCK_MONOTONIC is shared by both."""
     total = int(rate * seconds)
     reader = subprocess.Popen([sys.executable, "-c", _LATENCY_READER, bootstrap, topic, str(total)],
                               stdout=subprocess.PIPE, text=True)
-    p = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 0,
+    p = Producer({"bootstrap.servers": bootstrap, "acks": acks, "linger.ms": 0,
                   "enable.idempotence": False})
     p.produce(topic, struct.pack(">q", -1), partition=0)
     p.flush(30)
@@ -358,6 +358,13 @@ def w3(s, rec, args):
     for q, label in ((0.5, "p50"), (0.99, "p99"), (0.999, "p99.9")):
         rec(s.name, f"W3 latency {label} (ms)", lat[min(int(q * len(lat)), len(lat) - 1)])
     rec(s.name, "W3 latency max (ms)", lat[-1])
+    if isinstance(s, Strom) and not isinstance(s, StromMemory):
+        # Diagnostic, Strom on disk only: the same run with acks=1 (answered
+        # after the write, no fsync per request) isolates what the fsync
+        # that acks=all waits for costs end to end.
+        create(s.bootstrap, "w3-acks1")
+        lat = sorted(latency(s.bootstrap, "w3-acks1", seconds=args.w3_seconds, acks="1"))
+        rec(s.name, "W3 latency p99, acks=1 (ms)", lat[min(int(0.99 * len(lat)), len(lat) - 1)])
 
 
 def w4(s, rec, args):
