@@ -60,6 +60,15 @@ def test_patching_base_offset_keeps_crc_valid():
     assert validate_batch(raw).base_offset == 12345
 
 
+def test_validate_can_hand_back_the_assigned_base_offset():
+    raw = _batch()
+    plain = validate_batch(raw)
+    assigned = validate_batch(raw, base_offset=777)
+    assert assigned.base_offset == 777 and plain.base_offset == 0
+    assert assigned[1:] == plain[1:]  # every other field as in the batch
+    assert bytes(raw) == bytes(_batch())  # the input is left alone
+
+
 def test_log_append_time_patch_resigns_the_batch():
     raw = _batch()
     patch_max_timestamp(raw, 99999)
