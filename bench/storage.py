@@ -148,8 +148,8 @@ def main() -> None:
             rec(f"log append+flush {label}", log_append(d, chunk, n, True))
             rec(f"log read {label}", log_read(d, chunk, total // 4))
         rec("16KiB append, Strom's own work (us)", own_work_us(d, b16))
-        rec("8 writers, fsync per append", concurrent_appends(d, b16, 8, 50, False))
-        rec("8 writers, group commit", concurrent_appends(d, b16, 8, 50, True))
+        rec("8 writers, fsync per append", concurrent_appends(d, b16, 8, 200, False))
+        rec("8 writers, group commit", concurrent_appends(d, b16, 8, 200, True))
 
     med = {k: statistics.median(v) for k, v in results.items()}
     print(f"\nstorage benchmark: {args.rounds} rounds, medians (min-max)\n")
