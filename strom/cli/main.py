@@ -37,6 +37,10 @@ def serve(args) -> None:
     sys.modules.setdefault("hypothesis", None)
     import asyncio
 
+    from strom.cli import malloc
+
+    malloc.tune()
+
     from strom.broker import Broker, BrokerConfig
 
     cfg = BrokerConfig.load(
