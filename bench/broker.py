@@ -32,6 +32,11 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def quantile(ordered: list[float], q: float) -> float:
+    """The q-quantile of an ascending list (nearest rank)."""
+    return ordered[min(int(q * len(ordered)), len(ordered) - 1)]
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

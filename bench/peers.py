@@ -30,7 +30,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from bench import rabbitmq
-from bench.broker import cpu_seconds, free_port, rss_mb
+from bench.broker import cpu_seconds, free_port, quantile, rss_mb
 
 
 def wait_port(port: int, proc, timeout: float = 30) -> None:
@@ -358,15 +358,15 @@ def w3(s, rec, args):
     create(s.bootstrap, "w3")
     lat = sorted(latency(s.bootstrap, "w3", seconds=args.w3_seconds))
     for q, label in ((0.5, "p50"), (0.99, "p99"), (0.999, "p99.9")):
-        rec(s.name, f"W3 latency {label} (ms)", lat[min(int(q * len(lat)), len(lat) - 1)])
+        rec(s.name, f"W3 latency {label} (ms)", quantile(lat, q))
     rec(s.name, "W3 latency max (ms)", lat[-1])
-    if isinstance(s, Strom) and not isinstance(s, StromMemory):
+    if s.name == "strom":
         # Diagnostic, Strom on disk only: the same run with acks=1 (answered
         # after the write, no fsync per request) isolates what the fsync
         # that acks=all waits for costs end to end.
         create(s.bootstrap, "w3-acks1")
         lat = sorted(latency(s.bootstrap, "w3-acks1", seconds=args.w3_seconds, acks="1"))
-        rec(s.name, "W3 latency p99, acks=1 (ms)", lat[min(int(0.99 * len(lat)), len(lat) - 1)])
+        rec(s.name, "W3 latency p99, acks=1 (ms)", quantile(lat, 0.99))
 
 
 def w4(s, rec, args):

@@ -14,6 +14,8 @@ import struct
 import subprocess
 import time
 
+from bench.broker import quantile
+
 HOST, PORT, USER, PASSWORD = "127.0.0.1", 5552, "guest", "guest"
 
 
@@ -149,5 +151,5 @@ def run_round(rec, w1: int, w3_seconds: float) -> None:
     rec("rabbitmq", "W2 consume 1 KB (MB/s)", n2 * 1000 / asyncio.run(_consume(s2, n2)) / 1e6)
     lat = sorted(asyncio.run(_latency(s3, 5000, w3_seconds)))
     for q, label in ((0.5, "p50"), (0.99, "p99"), (0.999, "p99.9")):
-        rec("rabbitmq", f"W3 latency {label} (ms)", lat[min(int(q * len(lat)), len(lat) - 1)])
+        rec("rabbitmq", f"W3 latency {label} (ms)", quantile(lat, q))
     rec("rabbitmq", "W3 latency max (ms)", lat[-1])

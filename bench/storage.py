@@ -35,8 +35,8 @@ def raw_write(path: str, chunk: bytes, total: int, fsync: bool) -> float:
     return total / elapsed
 
 
-def log_append(d: str, chunk: bytes, total: int, fsync: bool) -> float:
-    plog = PartitionLog(DiskMedium(d), "b-0", LogConfig({"retention.ms": "-1"}))
+def log_append(d: str, chunk: bytes, total: int, fsync: bool, medium=DiskMedium) -> float:
+    plog = PartitionLog(medium(d), "b-0", LogConfig({"retention.ms": "-1"}))
     t = time.perf_counter()
     for _ in range(total // len(chunk)):
         plog.append(chunk)
@@ -62,13 +62,7 @@ class _CountingMedium(DiskMedium):
 def own_work_us(d: str, chunk: bytes, n: int = 20_000) -> float:
     """Strom's own time per append (validation, offsets, index), with the
     kernel's write taken out: what the append ratio is made of."""
-    plog = PartitionLog(_CountingMedium(d), "c-0", LogConfig({"retention.ms": "-1"}))
-    t = time.perf_counter()
-    for _ in range(n):
-        plog.append(chunk)
-    elapsed = time.perf_counter() - t
-    plog.delete()
-    return elapsed / n * 1e6
+    return len(chunk) / log_append(d, chunk, n * len(chunk), False, _CountingMedium) * 1e6
 
 
 def log_read(d: str, chunk: bytes, total: int) -> float:
