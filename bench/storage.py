@@ -14,7 +14,7 @@ import time
 from strom.records import Record, build_batch
 from strom.storage import LogConfig, PartitionLog
 from strom.storage.files import LOG_SUFFIX, DiskFile, DiskMedium
-from strom.storage.flusher import Flusher
+from strom.storage.flusher import Flusher, LoopWaits
 
 
 def make_batch(size: int) -> bytes:
@@ -86,26 +86,21 @@ def log_read(d: str, chunk: bytes, total: int) -> float:
 def concurrent_appends(d: str, chunk: bytes, writers: int, per_writer: int, group: bool) -> float:
     """Appends/s with `writers` concurrent producers on one event loop, as
     in the broker: each appends, then waits until its append is durable.
-    With group commit the wait is a future resolved by the flusher thread;
-    without, every append is followed by its own fsync."""
+    With group commit the wait is the broker's (`LoopWaits`); without,
+    every append is followed by its own fsync."""
     import asyncio
 
     plog = PartitionLog(DiskMedium(d), "g-0", LogConfig({"retention.ms": "-1"}))
     flusher = Flusher()
 
     async def run():
-        loop = asyncio.get_running_loop()
-
-        async def durable(offset):
-            fut = loop.create_future()
-            flusher.request(plog, offset, lambda e: loop.call_soon_threadsafe(fut.set_result, e))
-            await fut
+        waits = LoopWaits(flusher, asyncio.get_running_loop())
 
         async def work():
             for _ in range(per_writer):
                 r = plog.append(chunk)
                 if group:
-                    await durable(r.last_offset + 1)
+                    await waits.wait(plog, r.last_offset + 1)
                 else:
                     plog.flush()
                     await asyncio.sleep(0)

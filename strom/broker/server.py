@@ -17,6 +17,7 @@ from strom.broker.connection import Connection
 from strom.broker.notify import AppendNotifier
 from strom.coordinator import GroupCoordinator
 from strom.storage import LogManager
+from strom.storage.flusher import LoopWaits
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,7 @@ class Broker:
             LogManager, cfg.data_dir, storage=cfg.storage, defaults=cfg.topic_defaults,
             maintenance_interval_s=cfg.log_retention_check_interval_ms / 1000,
         )
+        self._waits = LoopWaits(self.logs.flusher, self.loop)
         self.groups = GroupCoordinator(
             self.logs, self.wait_durable,
             initial_rebalance_delay_ms=cfg.group_initial_rebalance_delay_ms,
@@ -72,16 +74,7 @@ class Broker:
     def wait_durable(self, plog, offset: int) -> asyncio.Future:
         """A future resolved with None once everything below `offset` is
         fsynced (or with the write error that prevented it)."""
-        fut = self.loop.create_future()
-        if not plog.medium.durable:
-            fut.set_result(None)
-            return fut
-
-        def done(error):
-            self.loop.call_soon_threadsafe(_resolve, fut, error)
-
-        self.logs.flusher.request(plog, offset, done)
-        return fut
+        return self._waits.wait(plog, offset)
 
     # -- connections and lifecycle -------------------------------------------------
 
@@ -118,7 +111,3 @@ class Broker:
         await stopping.wait()
         await self.stop()
 
-
-def _resolve(fut: asyncio.Future, error) -> None:
-    if not fut.done():
-        fut.set_result(error)

@@ -1,19 +1,28 @@
 """Group commit: one fsync covers every append made before it.
 
-Callers append, then `request(log, offset, callback)`. The flusher thread
-takes all pending requests at once, fsyncs each log involved once, and
-calls back every waiter whose offset is now below the log's recovery
+Callers append, then ask to hear when an offset is durable. The flusher
+thread takes all pending requests at once, fsyncs each log involved once,
+and reports every request whose offset is now below the log's recovery
 point. While one fsync runs, new requests queue up and share the next one,
-so the cost is per fsync, not per append. Callbacks run on the flusher
-thread and must only hand off (e.g. `loop.call_soon_threadsafe`).
+so the cost is per fsync, not per append.
+
+Two ways to ask:
+- `request(log, offset, callback)`, from any thread: `callback(error)` runs
+  on the flusher thread and must only hand off.
+- `LoopWaits.wait(log, offset)`, on an event loop: a future. The waits made
+  during one pass of the loop go to the flusher together at the end of the
+  pass, and each log's results come back in one `call_soon_threadsafe`.
+  Handing them over one by one let the first writer a finished fsync woke
+  start the next fsync alone: 8 producers settled into two cohorts of 4,
+  two fsyncs per 8 appends (bench/storage.py).
 
 The same thread honours `flush.messages` and `flush.ms` for logs that
 nobody waits on (`watch`).
 """
 
+import asyncio
 import logging
 import threading
-
 
 from strom.storage.log import PartitionLog, now_ms
 
@@ -22,9 +31,16 @@ log = logging.getLogger(__name__)
 _IDLE_WAIT_S = 0.1
 
 
+def _call_each(results) -> None:
+    for callback, error in results:
+        callback(error)
+
+
 class Flusher:
     def __init__(self):
         self._cond = threading.Condition()
+        # log -> [(offset, token, sink)]: `sink([(token, error), ...])` is
+        # called once per log and round with the requests that round settled.
         self._pending: dict[PartitionLog, list] = {}
         self._watched: set[PartitionLog] = set()
         self._running = True
@@ -32,14 +48,23 @@ class Flusher:
         self._thread = threading.Thread(target=self._run, name="strom-flusher", daemon=True)
         self._thread.start()
 
+    def submit(self, requests, sink) -> None:
+        """Queue `(log, offset, token)` requests; `sink` hears of each."""
+        with self._cond:
+            pending = self._pending
+            for plog, offset, token in requests:
+                waiters = pending.get(plog)
+                if waiters is None:
+                    waiters = pending[plog] = []
+                waiters.append((offset, token, sink))
+            self._cond.notify()
+
     def request(self, plog: PartitionLog, offset: int, callback) -> None:
         """Call `callback(error_or_None)` once `offset` - 1 is durable."""
         if plog.recovery_point >= offset:
             callback(None)
-            return
-        with self._cond:
-            self._pending.setdefault(plog, []).append((offset, callback))
-            self._cond.notify()
+        else:
+            self.submit([(plog, offset, callback)], _call_each)
 
     def flush_sync(self, plog: PartitionLog, offset: int, timeout: float | None = None) -> None:
         """Block until everything below `offset` is durable (for threads)."""
@@ -59,14 +84,12 @@ class Flusher:
         with self._cond:
             self._watched.discard(plog)
             waiters = self._pending.pop(plog, [])
-        for _, cb in waiters:
-            cb(None)
+        _settle(waiters, None)
 
     def _run(self) -> None:
-        # No commit delay: a round starts as soon as the previous fsync is
-        # done, with whatever arrived meanwhile. Measured with 8 producers
-        # on an event loop, waiting for stragglers made rounds longer
-        # without making them fuller (bench/storage.py).
+        # No commit delay here: a round starts as soon as the previous fsync
+        # is done, with whatever arrived meanwhile. Batching belongs to the
+        # callers (LoopWaits hands over a whole loop pass at once).
         while True:
             with self._cond:
                 if not self._pending and self._running:
@@ -86,15 +109,14 @@ class Flusher:
                     self.fsyncs += 1
                 except Exception as e:  # sticky in the log; report to waiters
                     error = e
-                requeue = []
-                for offset, cb in waiters:
-                    if error or plog.recovery_point >= offset:
-                        cb(error)
-                    else:
-                        requeue.append((offset, cb))
-                if requeue:
-                    with self._cond:
-                        self._pending.setdefault(plog, []).extend(requeue)
+                if error is None:
+                    point = plog.recovery_point
+                    requeue = [w for w in waiters if w[0] > point]
+                    if requeue:
+                        waiters = [w for w in waiters if w[0] <= point]
+                        with self._cond:
+                            self._pending.setdefault(plog, []).extend(requeue)
+                _settle(waiters, error)
 
     def close(self) -> None:
         with self._cond:
@@ -103,3 +125,57 @@ class Flusher:
         self._thread.join()
 
 
+def _settle(waiters, error) -> None:
+    """Report `error` (None: durable) to every waiter, one call per sink."""
+    if not waiters:
+        return
+    sink = waiters[0][2]
+    if all(w[2] is sink for w in waiters):
+        sink([(token, error) for _, token, _ in waiters])
+        return
+    by_sink: dict = {}
+    for _, token, s in waiters:
+        by_sink.setdefault(s, []).append((token, error))
+    for s, results in by_sink.items():
+        s(results)
+
+
+class LoopWaits:
+    """Durability waits for one event loop, handed to the flusher once per
+    loop pass (see the module docstring). Loop thread only, but `_sink`."""
+
+    def __init__(self, flusher: Flusher, loop: asyncio.AbstractEventLoop):
+        self._flusher = flusher
+        self._loop = loop
+        self._queued: list = []
+
+    def wait(self, plog: PartitionLog, offset: int) -> asyncio.Future:
+        """A future resolved with None once everything below `offset` is
+        fsynced (at once for logs in memory), or with the write error that
+        prevented it."""
+        fut = self._loop.create_future()
+        if not plog.medium.durable or plog.recovery_point >= offset:
+            fut.set_result(None)
+            return fut
+        if not self._queued:
+            # call_soon runs after every callback already scheduled for this
+            # pass: the writers woken together have all appended by then.
+            self._loop.call_soon(self._hand_over)
+        self._queued.append((plog, offset, fut))
+        return fut
+
+    def _hand_over(self) -> None:
+        queued, self._queued = self._queued, []
+        self._flusher.submit(queued, self._sink)
+
+    def _sink(self, results) -> None:  # on the flusher thread
+        try:
+            self._loop.call_soon_threadsafe(_resolve, results)
+        except RuntimeError:  # the loop is closed: nobody is waiting
+            pass
+
+
+def _resolve(results) -> None:
+    for fut, error in results:
+        if not fut.done():
+            fut.set_result(error)
