@@ -50,7 +50,7 @@ def log_append(d: str, chunk: bytes, total: int, fsync: bool, medium=DiskMedium)
 class _CountingFile(DiskFile):
     """A `.log` whose appends only count bytes."""
 
-    def append(self, buffers, total: int) -> None:
+    def append(self, buffers, total: int, defer: bool = False) -> None:
         self.size += total
 
 
@@ -98,7 +98,7 @@ def concurrent_appends(d: str, chunk: bytes, writers: int, per_writer: int, grou
 
         async def work():
             for _ in range(per_writer):
-                r = plog.append(chunk)
+                r = plog.append(chunk, defer_write=group)
                 if group:
                     await waits.wait(plog, r.last_offset + 1)
                 else:

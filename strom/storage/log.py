@@ -131,6 +131,16 @@ class PartitionLog:
                     later.delete()
                 del self.segments[i + 1 :]
                 break
+        if self.log_end_offset < stored_start:
+            # What DeleteRecords had moved the start past was lost with the
+            # crash (unflushed): start again, empty, at the stored start.
+            log.warning("%s: log ends at %d, below its start offset %d: deleting every "
+                        "segment and starting empty at %d", self.directory, self.log_end_offset,
+                        stored_start, stored_start)
+            for seg in self.segments:
+                seg.delete()
+            self.segments = [self._new_segment(stored_start)]
+            self._dir_dirty = True
         # A segment must start at or after the end of the one before it.
         for prev, seg in zip(self.segments, self.segments[1:]):
             if seg.base_offset < prev.next_offset:
@@ -175,10 +185,16 @@ class PartitionLog:
 
     # -- appending -------------------------------------------------------------
 
-    def append(self, records, *, validate: bool = True, now: int | None = None) -> AppendResult:
+    def append(self, records, *, validate: bool = True, now: int | None = None,
+               defer_write: bool = False) -> AppendResult:
         """Append the batches in `records` (bytes as a producer sent them),
         assigning offsets from the log end. Raises InvalidRecordError (the
-        log is unchanged), RecordTooLargeError, or a sticky LogWriteError."""
+        log is unchanged), RecordTooLargeError, or a sticky LogWriteError.
+
+        `defer_write`: the caller waits for the next flush anyway (acks=all),
+        so the bytes may reach the file with that flush's single writev
+        rather than now; readers see them either way. `records` must not
+        change afterwards."""
         view = memoryview(records)
         end = len(view)
         config = self.config
@@ -220,14 +236,14 @@ class PartitionLog:
             if not positioned:
                 raise RecordTooLargeError("no record batch in the produce data")
             first = positioned[0][1]
-            if not seg.is_empty and (
-                seg.log_file.size + pos > config.segment_bytes
-                or offset - 1 - seg.base_offset > 0x7FFFFFFF
-                or first.max_timestamp - seg.first_batch_timestamp > config.segment_ms
-            ):
-                seg = self._roll()  # segment.bytes, segment.ms, or 31-bit relative offsets
             try:
-                seg.append(buffers, pos, positioned)
+                if not seg.is_empty and (
+                    seg.log_file.size + pos > config.segment_bytes
+                    or offset - 1 - seg.base_offset > 0x7FFFFFFF
+                    or first.max_timestamp - seg.first_batch_timestamp > config.segment_ms
+                ):
+                    seg = self._roll()  # segment.bytes, segment.ms, or 31-bit relative offsets
+                seg.append(buffers, pos, positioned, defer_write)
             except OSError as e:
                 self._werr = LogWriteError(f"{self.directory}: write failed: {e}")
                 log.error("%s", self._werr)
@@ -264,6 +280,9 @@ class PartitionLog:
 
     def _roll(self) -> Segment:
         if not self.active.is_empty:
+            # Deferred writes stay in the active segment only, so a crash
+            # can lose no more than the log's unacknowledged tail.
+            self.active.log_file.write_out()
             self.segments.append(self._new_segment(self.log_end_offset))
             self._dir_dirty = True
         return self.active
@@ -278,10 +297,16 @@ class PartitionLog:
             if offset < self.log_start_offset or offset > end:
                 raise OffsetOutOfRangeError(offset, self.log_start_offset, end)
             i = max(bisect_right(self.bases, offset) - 1, 0)
-            for seg in self.segments[i:]:
-                data = seg.read(max(offset, seg.base_offset), max_bytes, min_one)
-                if data:
-                    return data
+            try:
+                for seg in self.segments[i:]:
+                    data = seg.read(max(offset, seg.base_offset), max_bytes, min_one)
+                    if data:
+                        return data
+            except OSError as e:  # e.g. writing out deferred appends failed
+                if not self._werr:
+                    self._werr = LogWriteError(f"{self.directory}: {e}")
+                    log.error("%s", self._werr)
+                raise self._werr from e
             return b""
 
     def offset_for_timestamp(self, timestamp: int) -> tuple[int, int] | None:

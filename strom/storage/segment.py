@@ -154,12 +154,14 @@ class Segment:
 
     # -- appending ---------------------------------------------------------
 
-    def append(self, buffers: list, total: int, headers: list[tuple[int, BatchHeader]]) -> None:
+    def append(self, buffers: list, total: int, headers: list[tuple[int, BatchHeader]],
+               defer: bool = False) -> None:
         """Append batches already validated and given offsets, as a list of
         buffers of `total` bytes. `headers` are (position relative to the
-        start of this append, header) for each batch."""
+        start of this append, header) for each batch. `defer`: see
+        files.DiskFile."""
         start = self.log_file.size
-        self.log_file.append(buffers, total)
+        self.log_file.append(buffers, total, defer)
         for pos, header in headers:
             self._note_batch(header, start + pos)
 

@@ -16,7 +16,7 @@ from strom.broker.context import RawResponse
 from strom.broker.router import api
 from strom.protocol.build import ms
 from strom.protocol.fetch_response import FetchPartition, FetchTopic, encode_fetch_response
-from strom.storage import OffsetOutOfRangeError
+from strom.storage import LogWriteError, OffsetOutOfRangeError
 
 
 def _resolve(logs, version, topic_req):
@@ -52,6 +52,10 @@ def _read(version, request, resolved) -> tuple[list[FetchTopic], int, list]:
                 data = plog.read(p.fetch_offset, max(limit, 0), min_one=total == 0)
             except OffsetOutOfRangeError:
                 part.error_code = ErrorCode.offset_out_of_range
+                part.records = b""
+                continue
+            except LogWriteError:  # the partition's disk failed (logged once, sticky)
+                part.error_code = ErrorCode.kafka_storage_error
                 part.records = b""
                 continue
             part.records = data

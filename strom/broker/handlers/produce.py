@@ -49,7 +49,8 @@ def handle_produce(ctx, request):
             try:
                 if part.records is None:
                     raise InvalidRecordError("produce request without records")
-                result = plog.append(part.records)
+                # acks=all waits for the fsync, which also writes the batch out.
+                result = plog.append(part.records, defer_write=acks == -1)
             except (StorageError, InvalidRecordError) as e:
                 entry["error_code"] = error_code(e)
                 entry["error_message"] = str(e)

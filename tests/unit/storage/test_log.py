@@ -208,3 +208,25 @@ def test_compressed_batches_are_stored_as_sent(medium_factory):
     stored = plog.read(0, 1 << 20)
     assert stored[12:] == raw[12:]  # byte for byte after the offset field
     assert [r.value for r in read_all(plog)] == [b"z" * 1000] * 5
+
+
+def test_deferred_write_that_failed_fails_every_later_flush(tmp_path):
+    """A deferred append's bytes are written by whoever comes next (here a
+    read). If that write fails, no later fsync may report them durable,
+    even once the device works again."""
+    from strom.storage.files import DiskMedium
+
+    plog = open_log(DiskMedium(str(tmp_path)))
+    plog.append(batch([b"a"]))
+    plog.append(batch([b"b"]), defer_write=True)  # kept in memory for now
+    f = plog.active.log_file
+    real_fd, f._fd = f._fd, os.open("/dev/full", os.O_WRONLY)
+    with pytest.raises(LogWriteError):
+        plog.read(1, 4096)  # reading the deferred batch writes it out: ENOSPC
+    os.close(f._fd)
+    f._fd = real_fd
+    with pytest.raises(LogWriteError):
+        plog.flush()
+    assert plog.recovery_point < 2
+    with pytest.raises(LogWriteError):
+        plog.append(batch([b"c"]))
