@@ -23,12 +23,14 @@ nobody waits on (`watch`).
 import asyncio
 import logging
 import threading
+import time
 
 from strom.storage.log import PartitionLog, now_ms
 
 log = logging.getLogger(__name__)
 
-_IDLE_WAIT_S = 0.1
+# flush.messages and flush.ms are honoured within this many seconds.
+_SCAN_S = 0.1
 
 
 def _call_each(results) -> None:
@@ -89,19 +91,26 @@ class Flusher:
     def _run(self) -> None:
         # No commit delay here: a round starts as soon as the previous fsync
         # is done, with whatever arrived meanwhile. Batching belongs to the
-        # callers (LoopWaits hands over a whole loop pass at once).
+        # callers (LoopWaits hands over a whole loop pass at once). The
+        # watched logs are looked at every _SCAN_S only: with thousands of
+        # partitions, a scan per round would hold the GIL for longer than
+        # the fsync itself.
+        next_scan = 0.0
         while True:
             with self._cond:
                 if not self._pending and self._running:
-                    self._cond.wait(_IDLE_WAIT_S)
+                    self._cond.wait(max(next_scan - time.monotonic(), 0.0))
                 if not self._running and not self._pending:
                     return
                 batch, self._pending = self._pending, {}
-                watched = list(self._watched)
-            now = now_ms()
-            for plog in watched:
-                if plog not in batch and plog.needs_flush(now):
-                    batch[plog] = []
+                scan = time.monotonic() >= next_scan
+                watched = list(self._watched) if scan else ()
+            if scan:
+                next_scan = time.monotonic() + _SCAN_S
+                now = now_ms()
+                for plog in watched:
+                    if plog not in batch and plog.needs_flush(now):
+                        batch[plog] = []
             for plog, waiters in batch.items():
                 error = None
                 try:
