@@ -90,6 +90,7 @@ def concurrent_appends(d: str, chunk: bytes, writers: int, per_writer: int, grou
     every append is followed by its own fsync."""
     import asyncio
 
+    os.sync()  # earlier runs' dirty pages are not written back during this one
     plog = PartitionLog(DiskMedium(d), "g-0", LogConfig({"retention.ms": "-1"}))
     flusher = Flusher()
 

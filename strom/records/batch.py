@@ -164,10 +164,10 @@ def validate_batch(buf, pos: int = 0, *, strict: bool = False,
         )
     if magic != MAGIC:
         raise InvalidRecordError(f"magic {magic} is not supported, only 2")
-    actual = crc32c(memoryview(buf)[pos + 21 : end])
+    actual = crc32c((buf if type(buf) is memoryview else memoryview(buf))[pos + 21 : end])
     if actual != crc:
         raise CorruptRecordError(f"CRC-32C mismatch: header {crc:#010x}, data {actual:#010x}")
-    if attributes & 0x07 > Compression.ZSTD:
+    if attributes & 0x07 > codecs.ZSTD:
         raise InvalidRecordError(f"unknown compression codec {attributes & 0x07}")
     if count < 0 or last_delta < 0:
         raise InvalidRecordError("negative records count or last offset delta")

@@ -76,6 +76,22 @@ class DiskFile:
     def append(self, buffers: list, total: int, defer: bool = False) -> None:
         """Append buffers of `total` bytes with one writev, no concatenation
         (or, deferred, keep them for the next write)."""
+        if not defer and self.size == self._written and len(buffers) <= _IOV_MAX \
+                and self._error is None:
+            # Nothing deferred waits or is being written (that would make
+            # size run ahead), and only the appender adds: no other thread
+            # writes now, so no lock. The common case, kept short.
+            try:
+                n = os.writev(self._fd, buffers)
+            except OSError as e:
+                self._error = e
+                raise
+            self._written += n
+            self.size += n
+            if n < total:
+                self.size += total - n
+                self._write([memoryview(b"".join(buffers))[n:]], total - n)
+            return
         with self._lock:
             if self._error:
                 raise self._error

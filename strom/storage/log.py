@@ -237,8 +237,9 @@ class PartitionLog:
                 raise RecordTooLargeError("no record batch in the produce data")
             first = positioned[0][1]
             try:
-                if not seg.is_empty and (
-                    seg.log_file.size + pos > config.segment_bytes
+                seg_size = seg.log_file.size
+                if seg_size and (
+                    seg_size + pos > config.segment_bytes
                     or offset - 1 - seg.base_offset > 0x7FFFFFFF
                     or first.max_timestamp - seg.first_batch_timestamp > config.segment_ms
                 ):

@@ -230,3 +230,38 @@ def test_deferred_write_that_failed_fails_every_later_flush(tmp_path):
     assert plog.recovery_point < 2
     with pytest.raises(LogWriteError):
         plog.append(batch([b"c"]))
+
+
+def test_deferred_and_plain_appends_land_in_order_while_another_thread_syncs(tmp_path):
+    """The appender writes plain appends itself and leaves deferred ones
+    for whoever writes next; a syncing thread writes them out meanwhile.
+    Whatever the interleaving, the file holds every append, in order."""
+    import random
+    import threading
+
+    from strom.storage.files import DiskFile
+
+    f = DiskFile(str(tmp_path / "f.log"))
+    stop = threading.Event()
+
+    def syncer():
+        while not stop.is_set():
+            f.sync()
+
+    t = threading.Thread(target=syncer)
+    t.start()
+    rng = random.Random(7)
+    expected = bytearray()
+    try:
+        for i in range(3000):
+            chunk = bytes([i % 251]) * rng.randint(1, 300)
+            f.append([chunk[:1], chunk[1:]], len(chunk), defer=rng.random() < 0.7)
+            expected += chunk
+            if i % 97 == 0:  # a read of the tail writes out what is deferred
+                assert f.pread(len(expected) - len(chunk), len(chunk)) == chunk
+    finally:
+        stop.set()
+        t.join()
+    assert f.size == len(expected)
+    f.close()
+    assert (tmp_path / "f.log").read_bytes() == bytes(expected)
