@@ -154,7 +154,7 @@ class GroupCoordinator:
         now = int(time.time() * 1000)
         batch = build_batch([Record(rec.encode_key(k), rec.encode_value(v), now) for k, v in entries])
         plog = self._offsets_log()
-        result = plog.append(batch, defer_write=True)
+        result = plog.append(batch)
         error = await self.wait_durable(plog, result.last_offset + 1)
         if error is not None:
             raise error_for(ErrorCode.kafka_storage_error, str(error))

@@ -53,120 +53,46 @@ def parse_partition_dir_name(name: str) -> tuple[str, int] | None:
 
 
 class DiskFile:
-    """An append-only file handle with positional reads. One appender at a
-    time; reads and `sync` may run concurrently from other threads.
-
-    Deferred appends (`defer=True`, for writers that wait for the next fsync
-    anyway) stay buffers in memory until the next `sync`, read of their
-    bytes, plain append, truncate or close writes them: a group commit's
-    appends go to the kernel in one writev (8 writes of 16 KiB: 47 us, one
-    writev of them: 25 us). `size` counts them at once, so positions are
-    assigned in order either way; `_lock` keeps the writes in order."""
+    """An append-only file handle with positional reads; one writer at a time,
+    reads and `sync` may run concurrently from other threads."""
 
     def __init__(self, path: str):
         self.path = path
         self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        self.size = os.fstat(self._fd).st_size  # including unwritten buffers
-        self._written = self.size
-        self._unwritten: list = []
-        self._error: OSError | None = None  # a failed write: sticky
-        self._lock = threading.Lock()
+        self.size = os.fstat(self._fd).st_size
         os.lseek(self._fd, 0, os.SEEK_END)
 
-    def append(self, buffers: list, total: int, defer: bool = False) -> None:
-        """Append buffers of `total` bytes with one writev, no concatenation
-        (or, deferred, keep them for the next write)."""
-        if not defer and self.size == self._written and len(buffers) <= _IOV_MAX \
-                and self._error is None:
-            # Nothing deferred waits or is being written (that would make
-            # size run ahead), and only the appender adds: no other thread
-            # writes now, so no lock. The common case, kept short.
-            try:
-                n = os.writev(self._fd, buffers)
-            except OSError as e:
-                self._error = e
-                raise
-            self._written += n
+    def append(self, buffers: list, total: int) -> None:
+        """Append a list of buffers (`total` bytes) with one writev, no
+        concatenation."""
+        if len(buffers) <= _IOV_MAX:
+            n = os.writev(self._fd, buffers)
             self.size += n
-            if n < total:
-                self.size += total - n
-                self._write([memoryview(b"".join(buffers))[n:]], total - n)
-            return
-        with self._lock:
-            if self._error:
-                raise self._error
-            if defer or self._unwritten:
-                self._unwritten += buffers
-                self.size += total
-                if not defer:
-                    self._write_unwritten()
-            else:
-                self._write(buffers, total)
-                self.size += total
-
-    def write_out(self) -> None:
-        """Write what deferred appends left in memory."""
-        with self._lock:
-            if self._error:
-                raise self._error
-            if self._unwritten:
-                self._write_unwritten()
-
-    def _write_unwritten(self) -> None:
-        buffers, self._unwritten = self._unwritten, []
-        self._write(buffers, self.size - self._written)
-
-    def _write(self, buffers: list, total: int) -> None:
-        try:
-            self._writev(buffers, total)
-        except OSError as e:
-            # Deferred bytes may be lost: no later sync may report success.
-            self._error = e
-            raise
-
-    def _writev(self, buffers: list, total: int) -> None:
-        """writev, finishing short writes; at most IOV_MAX buffers a call."""
-        for i in range(0, len(buffers), _IOV_MAX):
-            part = buffers[i : i + _IOV_MAX] if len(buffers) > _IOV_MAX else buffers
-            want = total if part is buffers else sum(map(len, part))
-            n = os.writev(self._fd, part)
-            self._written += n
-            if n < want:  # a short write: finish the rest the slow way
-                rest = memoryview(b"".join(part))[n:]
-                while rest:
-                    k = os.write(self._fd, rest)
-                    rest = rest[k:]
-                    self._written += k
+            if n == total:
+                return
+            rest = memoryview(b"".join(buffers))[n:]  # a short write
+        else:  # more buffers than one writev takes (hundreds of batches)
+            rest = memoryview(b"".join(buffers))
+        while rest:
+            k = os.write(self._fd, rest)
+            rest = rest[k:]
+            self.size += k
 
     def pread(self, pos: int, n: int) -> bytes:
-        if pos + n > self._written:  # unwritten, or being written: wait
-            with self._lock:
-                if self._unwritten:
-                    self._write_unwritten()
         return os.pread(self._fd, n, pos)
 
     def truncate(self, size: int) -> None:
-        with self._lock:
-            if self._unwritten:
-                self._write_unwritten()
-            os.ftruncate(self._fd, size)
-            os.lseek(self._fd, size, os.SEEK_SET)
-            self.size = self._written = size
+        os.ftruncate(self._fd, size)
+        os.lseek(self._fd, size, os.SEEK_SET)
+        self.size = size
 
     def sync(self) -> None:
-        self.write_out()  # its lock also waits for a write another thread is making
         os.fdatasync(self._fd)
 
     def close(self) -> None:
-        with self._lock:
-            if self._fd < 0:
-                return
-            try:
-                if self._unwritten:
-                    self._write_unwritten()
-            finally:
-                os.close(self._fd)
-                self._fd = -1
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
 
 
 class DiskMedium:
@@ -245,7 +171,7 @@ class MemoryFile:
     def size(self) -> int:
         return len(self._data)
 
-    def append(self, buffers: list, total: int, defer: bool = False) -> None:
+    def append(self, buffers: list, total: int) -> None:
         for b in buffers:
             self._data += b
 
@@ -254,9 +180,6 @@ class MemoryFile:
 
     def truncate(self, size: int) -> None:
         del self._data[size:]
-
-    def write_out(self) -> None:
-        pass
 
     def sync(self) -> None:
         pass

@@ -132,8 +132,8 @@ class PartitionLog:
                 del self.segments[i + 1 :]
                 break
         if self.log_end_offset < stored_start:
-            # What DeleteRecords had moved the start past was lost with the
-            # crash (unflushed): start again, empty, at the stored start.
+            # The crash took unflushed data that DeleteRecords had already
+            # moved the start past: start again, empty, there (as Kafka).
             log.warning("%s: log ends at %d, below its start offset %d: deleting every "
                         "segment and starting empty at %d", self.directory, self.log_end_offset,
                         stored_start, stored_start)
@@ -185,16 +185,10 @@ class PartitionLog:
 
     # -- appending -------------------------------------------------------------
 
-    def append(self, records, *, validate: bool = True, now: int | None = None,
-               defer_write: bool = False) -> AppendResult:
+    def append(self, records, *, validate: bool = True, now: int | None = None) -> AppendResult:
         """Append the batches in `records` (bytes as a producer sent them),
         assigning offsets from the log end. Raises InvalidRecordError (the
-        log is unchanged), RecordTooLargeError, or a sticky LogWriteError.
-
-        `defer_write`: the caller waits for the next flush anyway (acks=all),
-        so the bytes may reach the file with that flush's single writev
-        rather than now; readers see them either way. `records` must not
-        change afterwards."""
+        log is unchanged), RecordTooLargeError, or a sticky LogWriteError."""
         view = memoryview(records)
         end = len(view)
         config = self.config
@@ -244,7 +238,7 @@ class PartitionLog:
                     or first.max_timestamp - seg.first_batch_timestamp > config.segment_ms
                 ):
                     seg = self._roll()  # segment.bytes, segment.ms, or 31-bit relative offsets
-                seg.append(buffers, pos, positioned, defer_write)
+                seg.append(buffers, pos, positioned)
             except OSError as e:
                 self._werr = LogWriteError(f"{self.directory}: write failed: {e}")
                 log.error("%s", self._werr)
@@ -281,9 +275,6 @@ class PartitionLog:
 
     def _roll(self) -> Segment:
         if not self.active.is_empty:
-            # Deferred writes stay in the active segment only, so a crash
-            # can lose no more than the log's unacknowledged tail.
-            self.active.log_file.write_out()
             self.segments.append(self._new_segment(self.log_end_offset))
             self._dir_dirty = True
         return self.active
@@ -303,7 +294,7 @@ class PartitionLog:
                     data = seg.read(max(offset, seg.base_offset), max_bytes, min_one)
                     if data:
                         return data
-            except OSError as e:  # e.g. writing out deferred appends failed
+            except OSError as e:  # a failing disk: Kafka takes the log offline too
                 if not self._werr:
                     self._werr = LogWriteError(f"{self.directory}: {e}")
                     log.error("%s", self._werr)

@@ -154,14 +154,12 @@ class Segment:
 
     # -- appending ---------------------------------------------------------
 
-    def append(self, buffers: list, total: int, headers: list[tuple[int, BatchHeader]],
-               defer: bool = False) -> None:
+    def append(self, buffers: list, total: int, headers: list[tuple[int, BatchHeader]]) -> None:
         """Append batches already validated and given offsets, as a list of
         buffers of `total` bytes. `headers` are (position relative to the
-        start of this append, header) for each batch. `defer`: see
-        files.DiskFile."""
+        start of this append, header) for each batch."""
         start = self.log_file.size
-        self.log_file.append(buffers, total, defer)
+        self.log_file.append(buffers, total)
         note = self._note_batch
         for pos, header in headers:
             note(header, start + pos)

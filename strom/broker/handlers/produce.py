@@ -49,8 +49,7 @@ def handle_produce(ctx, request):
             try:
                 if part.records is None:
                     raise InvalidRecordError("produce request without records")
-                # acks=all waits for the fsync, which also writes the batch out.
-                result = plog.append(part.records, defer_write=acks == -1)
+                result = plog.append(part.records)
             except (StorageError, InvalidRecordError) as e:
                 entry["error_code"] = error_code(e)
                 entry["error_message"] = str(e)

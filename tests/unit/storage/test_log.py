@@ -210,58 +210,52 @@ def test_compressed_batches_are_stored_as_sent(medium_factory):
     assert [r.value for r in read_all(plog)] == [b"z" * 1000] * 5
 
 
-def test_deferred_write_that_failed_fails_every_later_flush(tmp_path):
-    """A deferred append's bytes are written by whoever comes next (here a
-    read). If that write fails, no later fsync may report them durable,
-    even once the device works again."""
+
+def test_an_append_of_more_batches_than_one_writev_takes(tmp_path):
+    """Two buffers per batch: 700 batches exceed IOV_MAX (1024)."""
+    from strom.storage.files import DiskMedium
+
+    plog = open_log(DiskMedium(str(tmp_path)))
+    result = plog.append(b"".join(batch([b"%d" % i]) for i in range(700)))
+    assert (result.base_offset, result.last_offset) == (0, 699)
+    assert [r.value for r in read_all(plog)] == [b"%d" % i for i in range(700)]
+    plog.close()
+    plog = open_log(DiskMedium(str(tmp_path)))
+    assert plog.log_end_offset == 700
+
+
+def test_a_failing_read_takes_the_log_offline(tmp_path):
     from strom.storage.files import DiskMedium
 
     plog = open_log(DiskMedium(str(tmp_path)))
     plog.append(batch([b"a"]))
-    plog.append(batch([b"b"]), defer_write=True)  # kept in memory for now
     f = plog.active.log_file
-    real_fd, f._fd = f._fd, os.open("/dev/full", os.O_WRONLY)
-    with pytest.raises(LogWriteError):
-        plog.read(1, 4096)  # reading the deferred batch writes it out: ENOSPC
     os.close(f._fd)
-    f._fd = real_fd
+    f._fd = os.open("/dev/full", os.O_WRONLY)  # pread fails: EBADF
     with pytest.raises(LogWriteError):
-        plog.flush()
-    assert plog.recovery_point < 2
+        plog.read(0, 4096)
     with pytest.raises(LogWriteError):
-        plog.append(batch([b"c"]))
+        plog.append(batch([b"b"]))
 
 
-def test_deferred_and_plain_appends_land_in_order_while_another_thread_syncs(tmp_path):
-    """The appender writes plain appends itself and leaves deferred ones
-    for whoever writes next; a syncing thread writes them out meanwhile.
-    Whatever the interleaving, the file holds every append, in order."""
-    import random
-    import threading
+def test_a_crash_that_ends_the_log_below_its_start_restarts_it_empty_there(tmp_path, caplog):
+    """DeleteRecords moved the start to 2, then a machine crash took the
+    unflushed batches: as Kafka's log loader, start again, empty, at 2."""
+    from strom.storage.files import DiskMedium
 
-    from strom.storage.files import DiskFile
-
-    f = DiskFile(str(tmp_path / "f.log"))
-    stop = threading.Event()
-
-    def syncer():
-        while not stop.is_set():
-            f.sync()
-
-    t = threading.Thread(target=syncer)
-    t.start()
-    rng = random.Random(7)
-    expected = bytearray()
-    try:
-        for i in range(3000):
-            chunk = bytes([i % 251]) * rng.randint(1, 300)
-            f.append([chunk[:1], chunk[1:]], len(chunk), defer=rng.random() < 0.7)
-            expected += chunk
-            if i % 97 == 0:  # a read of the tail writes out what is deferred
-                assert f.pread(len(expected) - len(chunk), len(chunk)) == chunk
-    finally:
-        stop.set()
-        t.join()
-    assert f.size == len(expected)
-    f.close()
-    assert (tmp_path / "f.log").read_bytes() == bytes(expected)
+    plog = open_log(DiskMedium(str(tmp_path)))
+    plog.append(batch([b"a"]))
+    plog.flush()
+    plog.append(batch([b"b", b"c"]))
+    assert plog.delete_records_before(2) == 2
+    log_file = tmp_path / "t-0" / "00000000000000000000.log"
+    size = len(batch([b"a"]))
+    plog.close()
+    with open(log_file, "r+b") as f:
+        f.truncate(size)  # what the page cache had not written
+    plog = PartitionLog(DiskMedium(str(tmp_path)), "t-0", LogConfig(), recovery_point=1)
+    assert (plog.log_start_offset, plog.log_end_offset) == (2, 2)
+    assert plog.bases == [2]
+    assert "below its start offset 2" in caplog.text
+    assert plog.append(batch([b"d"])).base_offset == 2
+    assert [r.value for r in read_all(plog)] == [b"d"]

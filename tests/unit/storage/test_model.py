@@ -1,7 +1,6 @@
 """PartitionLog against a plain list of (offset, value), for both backends,
-through appends (written at once or deferred to the next flush), reads,
-rolls, flushes, retention, DeleteRecords, truncation, close and reopen, and
-crashes."""
+through appends, reads, rolls, flushes, retention, DeleteRecords,
+truncation, close and reopen, and crashes."""
 
 import shutil
 import tempfile
@@ -36,23 +35,16 @@ class LogModel(RuleBasedStateMachine):
         self.batches: list[tuple[int, int]] = []  # (base, last) per batch
         self.start = 0
         self.end = 0
-        # First offset a crash may lose: deferred appends not yet written.
-        self.lost_from: int | None = None
 
     def teardown(self):
         self.log.close()
         if self.tmp:
             shutil.rmtree(self.tmp)
 
-    @rule(values=st.lists(st.binary(min_size=1, max_size=60), min_size=1, max_size=5),
-          defer=st.booleans())
-    def append(self, values, defer):
-        result = self.log.append(batch(values), defer_write=defer)
+    @rule(values=st.lists(st.binary(min_size=1, max_size=60), min_size=1, max_size=5))
+    def append(self, values):
+        result = self.log.append(batch(values))
         assert result.base_offset == self.end
-        if not defer:
-            self.lost_from = None  # a plain append writes what was deferred first
-        elif self.lost_from is None and self.backend == "disk":
-            self.lost_from = self.end
         self.model += [(self.end + i, v) for i, v in enumerate(values)]
         self.batches.append((self.end, self.end + len(values) - 1))
         self.end += len(values)
@@ -60,12 +52,10 @@ class LogModel(RuleBasedStateMachine):
     @rule()
     def roll(self):
         self.log.roll()
-        self.lost_from = None
 
     @rule()
     def flush(self):
         assert self.log.flush() == self.end
-        self.lost_from = None
 
     @rule(data=st.data())
     def read(self, data):
@@ -104,7 +94,6 @@ class LogModel(RuleBasedStateMachine):
         self.batches = [b for b in self.batches if b[0] < base]
         self.model = [(o, v) for o, v in self.model if o < base]
         self.end = base
-        self.lost_from = None
 
     @rule(retention_bytes=st.integers(0, 1500))
     def retention(self, retention_bytes):
@@ -118,25 +107,14 @@ class LogModel(RuleBasedStateMachine):
     def reopen(self):
         self.log.close()
         self.log = PartitionLog(self.medium, "m-0", self.config, clean=True)
-        self.lost_from = None
 
     @rule()
     def crash_and_recover(self):
-        # No close: the next open recovers every segment from scratch. What
-        # deferred appends had not written yet is lost, as a whole-batch
-        # suffix; when that takes the end below the start (DeleteRecords),
-        # the log starts again empty at the start, as Kafka's does.
+        # No close: the next open recovers every segment from scratch, and
+        # finds every record written (a process crash loses nothing).
         self.log = PartitionLog(self.medium, "m-0", self.config, recovery_point=0)
-        end = self.log.log_end_offset
-        ends = {self.end}
-        if self.lost_from is not None:
-            ends |= {base for base, _ in self.batches if base >= self.lost_from}
-        assert end in {max(e, self.start) for e in ends}
-        self.model = [(o, v) for o, v in self.model if o < end]
-        self.batches = [b for b in self.batches if b[1] < end]
-        self.end = end
-        self.lost_from = None
         assert [(r.offset, r.value) for r in read_all(self.log)] == self.model
+
     @invariant()
     def offsets_match(self):
         assert self.log.log_end_offset == self.end
