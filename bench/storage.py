@@ -11,10 +11,11 @@ import statistics
 import tempfile
 import time
 
+from strom.broker.waits import LoopWaits
 from strom.records import Record, build_batch
 from strom.storage import LogConfig, PartitionLog
 from strom.storage.files import LOG_SUFFIX, DiskFile, DiskMedium
-from strom.storage.flusher import Flusher, LoopWaits
+from strom.storage.flusher import Flusher
 
 
 def make_batch(size: int) -> bytes:

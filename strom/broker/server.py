@@ -15,9 +15,9 @@ from strom.broker import router
 from strom.broker.config import BrokerConfig
 from strom.broker.connection import Connection
 from strom.broker.notify import AppendNotifier
+from strom.broker.waits import LoopWaits
 from strom.coordinator import GroupCoordinator
 from strom.storage import LogManager
-from strom.storage.flusher import LoopWaits
 
 log = logging.getLogger(__name__)
 

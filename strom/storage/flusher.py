@@ -6,21 +6,16 @@ and reports every request whose offset is now below the log's recovery
 point. While one fsync runs, new requests queue up and share the next one,
 so the cost is per fsync, not per append.
 
-Two ways to ask:
-- `request(log, offset, callback)`, from any thread: `callback(error)` runs
-  on the flusher thread and must only hand off.
-- `LoopWaits.wait(log, offset)`, on an event loop: a future. The waits made
-  during one pass of the loop go to the flusher together at the end of the
-  pass, and each log's results come back in one `call_soon_threadsafe`.
-  Handing them over one by one let the first writer a finished fsync woke
-  start the next fsync alone: 8 producers settled into two cohorts of 4,
-  two fsyncs per 8 appends (bench/storage.py).
+Two ways to ask: `request(log, offset, callback)` for one offset, and
+`submit(requests, sink)` for many at once, whose results come back in one
+call per log and round (the broker hands over the waits of a whole loop
+pass this way: strom.broker.waits). Callbacks and sinks run on the flusher
+thread and must only hand off (e.g. `loop.call_soon_threadsafe`).
 
 The same thread honours `flush.messages` and `flush.ms` for logs that
 nobody waits on (`watch`).
 """
 
-import asyncio
 import logging
 import threading
 import time
@@ -91,7 +86,7 @@ class Flusher:
     def _run(self) -> None:
         # No commit delay here: a round starts as soon as the previous fsync
         # is done, with whatever arrived meanwhile. Batching belongs to the
-        # callers (LoopWaits hands over a whole loop pass at once). The
+        # callers (the broker hands over a whole loop pass at once). The
         # watched logs are looked at every _SCAN_S only: with thousands of
         # partitions, a scan per round would hold the GIL for longer than
         # the fsync itself.
@@ -148,43 +143,3 @@ def _settle(waiters, error) -> None:
     for s, results in by_sink.items():
         s(results)
 
-
-class LoopWaits:
-    """Durability waits for one event loop, handed to the flusher once per
-    loop pass (see the module docstring). Loop thread only, but `_sink`."""
-
-    def __init__(self, flusher: Flusher, loop: asyncio.AbstractEventLoop):
-        self._flusher = flusher
-        self._loop = loop
-        self._queued: list = []
-
-    def wait(self, plog: PartitionLog, offset: int) -> asyncio.Future:
-        """A future resolved with None once everything below `offset` is
-        fsynced (at once for logs in memory), or with the write error that
-        prevented it."""
-        fut = self._loop.create_future()
-        if not plog.medium.durable or plog.recovery_point >= offset:
-            fut.set_result(None)
-            return fut
-        if not self._queued:
-            # call_soon runs after every callback already scheduled for this
-            # pass: the writers woken together have all appended by then.
-            self._loop.call_soon(self._hand_over)
-        self._queued.append((plog, offset, fut))
-        return fut
-
-    def _hand_over(self) -> None:
-        queued, self._queued = self._queued, []
-        self._flusher.submit(queued, self._sink)
-
-    def _sink(self, results) -> None:  # on the flusher thread
-        try:
-            self._loop.call_soon_threadsafe(_resolve, results)
-        except RuntimeError:  # the loop is closed: nobody is waiting
-            pass
-
-
-def _resolve(results) -> None:
-    for fut, error in results:
-        if not fut.done():
-            fut.set_result(error)
