@@ -34,8 +34,9 @@ class InvalidPartitionsError(StorageError):
 
 
 class LogWriteError(StorageError):
-    """A write or fsync failed. Sticky: the partition refuses further writes
-    rather than write around a hole it cannot account for."""
+    """The partition's disk failed: a write, an fsync or a read. Sticky: the
+    partition refuses further writes rather than write around a hole it
+    cannot account for (Kafka takes such a log offline)."""
 
 
 class SuspectIndexError(StorageError):

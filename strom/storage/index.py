@@ -98,8 +98,7 @@ class OffsetIndex(_Index):
         self._written = len(self)
 
     def append(self, relative_offset: int, position: int) -> None:
-        self.first.append(relative_offset)
-        self.second.append(position)
+        self._add(relative_offset, position)
 
     def lookup(self, relative_offset: int) -> int:
         """Position of the last indexed batch starting at or before the offset."""

@@ -55,4 +55,3 @@ def test_flush_messages_triggers_background_fsync(tmp_path):
         time.sleep(0.01)
     assert plog.recovery_point == 5
     flusher.close()
-

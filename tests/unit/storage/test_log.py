@@ -210,7 +210,6 @@ def test_compressed_batches_are_stored_as_sent(medium_factory):
     assert [r.value for r in read_all(plog)] == [b"z" * 1000] * 5
 
 
-
 def test_an_append_of_more_batches_than_one_writev_takes(tmp_path):
     """Two buffers per batch: 700 batches exceed IOV_MAX (1024)."""
     from strom.storage.files import DiskMedium
