@@ -131,15 +131,9 @@ class Flusher:
 
 def _settle(waiters, error) -> None:
     """Report `error` (None: durable) to every waiter, one call per sink."""
-    if not waiters:
-        return
-    sink = waiters[0][2]
-    if all(w[2] is sink for w in waiters):
-        sink([(token, error) for _, token, _ in waiters])
-        return
     by_sink: dict = {}
-    for _, token, s in waiters:
-        by_sink.setdefault(s, []).append((token, error))
-    for s, results in by_sink.items():
-        s(results)
+    for _, token, sink in waiters:
+        by_sink.setdefault(sink, []).append((token, error))
+    for sink, results in by_sink.items():
+        sink(results)
 
