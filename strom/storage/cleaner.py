@@ -22,6 +22,7 @@ Runs on the maintenance thread; the log's lock is held only for the swap.
 import logging
 
 from strom.records.batch import batch_records, build_batch
+from strom.records.codecs import MAX_DECOMPRESSED_BYTES
 from strom.storage import files
 from strom.storage.log import PartitionLog, now_ms
 
@@ -39,12 +40,13 @@ def clean(plog: PartitionLog, now: int | None = None) -> int:
     ]
     if not cleanable:
         return 0
+    limit = max(MAX_DECOMPRESSED_BYTES, cfg.max_message_bytes)  # as append allowed
     latest: dict[bytes, int] = {}
     for seg in segments:
         for _, header, raw in seg.batches():
             if header.is_control:
                 continue
-            for r in batch_records(raw):
+            for r in batch_records(raw, 0, limit):
                 if r.key is not None:
                     latest[r.key] = r.offset
     removed = 0
@@ -61,7 +63,7 @@ def _clean_segment(plog: PartitionLog, seg, latest: dict[bytes, int], now: int) 
         if header.is_control or header.is_transactional:
             out.append(raw)
             continue
-        records = batch_records(raw)
+        records = batch_records(raw, 0, max(MAX_DECOMPRESSED_BYTES, cfg.max_message_bytes))
         kept = [
             r for r in records
             if (r.key is None or latest.get(r.key) == r.offset)
