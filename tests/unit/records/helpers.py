@@ -3,10 +3,16 @@ with chosen fields around any payload, re-signed so only the rule under
 test can refuse it."""
 
 import struct
+import zlib
 
+import cramjam
+import lz4.frame
 from crc32c import crc32c
 
 from strom.records.varint import write_varint
+
+MiB = 1 << 20
+_GZIP, _SNAPPY, _LZ4, _ZSTD = 1, 2, 3, 4
 
 _HEADER = struct.Struct(">qiibIhiqqqhii")
 
@@ -54,3 +60,24 @@ def fields(offset_delta: int, key: bytes | None = None, value: bytes | None = b"
         out += varint(len(k)) + k
         out += varint(-1) if v is None else varint(len(v)) + v
     return out
+
+
+def bomb(codec: int, mib: int) -> bytes:
+    """`mib` MiB of zeros, compressed a chunk at a time (never held whole)."""
+    chunk = bytes(MiB)
+    if codec == _GZIP:
+        c = zlib.compressobj(9, zlib.DEFLATED, 31)
+        return b"".join(c.compress(chunk) for _ in range(mib)) + c.flush()
+    if codec == _LZ4:
+        c = lz4.frame.LZ4FrameCompressor()
+        return c.begin() + b"".join(c.compress(chunk) for _ in range(mib)) + c.flush()
+    if codec == _ZSTD:
+        c = cramjam.zstd.Compressor()
+        for _ in range(mib):
+            c.compress(chunk)
+        return bytes(c.finish())
+    if codec == _SNAPPY:  # xerial framing: 32 KiB blocks, each declaring its length
+        block = bytes(cramjam.snappy.compress_raw(bytes(32 * 1024)))
+        framed = len(block).to_bytes(4, "big") + block
+        return b"\x82SNAPPY\x00" + (1).to_bytes(4, "big") * 2 + framed * (mib * 32)
+    raise ValueError(codec)

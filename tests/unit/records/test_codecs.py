@@ -7,38 +7,14 @@ import subprocess
 import sys
 import textwrap
 import time
-import zlib
 
-import cramjam
-import lz4.frame
 import pytest
 
 from strom.records import DecompressionLimitError, InvalidRecordError, validate_batch
 from strom.records.codecs import GZIP, LZ4, SNAPPY, ZSTD, compress, decompress
-from tests.unit.records.helpers import raw_batch
+from tests.unit.records.helpers import bomb, raw_batch
 
 MiB = 1 << 20
-
-
-def bomb(codec: int, mib: int) -> bytes:
-    """`mib` MiB of zeros, compressed a chunk at a time (never held whole)."""
-    chunk = bytes(MiB)
-    if codec == GZIP:
-        c = zlib.compressobj(9, zlib.DEFLATED, 31)
-        return b"".join(c.compress(chunk) for _ in range(mib)) + c.flush()
-    if codec == LZ4:
-        c = lz4.frame.LZ4FrameCompressor()
-        return c.begin() + b"".join(c.compress(chunk) for _ in range(mib)) + c.flush()
-    if codec == ZSTD:
-        c = cramjam.zstd.Compressor()
-        for _ in range(mib):
-            c.compress(chunk)
-        return bytes(c.finish())
-    if codec == SNAPPY:  # xerial framing: 32 KiB blocks, each declaring its length
-        block = bytes(cramjam.snappy.compress_raw(bytes(32 * 1024)))
-        framed = len(block).to_bytes(4, "big") + block
-        return b"\x82SNAPPY\x00" + (1).to_bytes(4, "big") * 2 + framed * (mib * 32)
-    raise ValueError(codec)
 
 
 # gzip tops out near 1000:1 and is slow to build: 64 MiB of it is enough.
