@@ -249,6 +249,11 @@ def batch_records(buf, pos: int = 0,
     return decode_records(batch_body(buf, pos, header, max_decompressed), header)
 
 
+# Records whose timestamps ListOffsets reads one by one in a batch, at most
+# (about 1 us each); real batches hold at most tens of thousands.
+_TIMESTAMP_SCAN_RECORDS = 100_000
+
+
 def offset_for_timestamp(buf, pos: int = 0, timestamp: int = 0,
                          max_decompressed: int = codecs.MAX_DECOMPRESSED_BYTES
                          ) -> tuple[int, int] | None:
@@ -261,7 +266,9 @@ def offset_for_timestamp(buf, pos: int = 0, timestamp: int = 0,
         return None
     if header.attributes & 0x08:  # LogAppendTime: one time for every record
         return header.base_offset, header.max_timestamp
-    if header.records_count == 1:
+    if header.records_count == 1 or header.records_count > _TIMESTAMP_SCAN_RECORDS:
+        # Past the bound, the batch's first offset: a reader starting there
+        # gets a few records early, and the loop is not held for seconds.
         return header.base_offset, header.max_timestamp
     return find_timestamp(batch_body(buf, pos, header, max_decompressed), header, timestamp)
 

@@ -56,7 +56,7 @@ def compress(codec: int, data: bytes) -> bytes:
 
 def decompress(codec: int, data, limit: int = MAX_DECOMPRESSED_BYTES):
     """The decompressed bytes of `data` (a bytes-like object, possibly a
-    memoryview of a larger buffer), at most `limit` of them.
+    memoryview of a larger buffer) as a bytearray, at most `limit` of them.
 
     Raises DecompressionLimitError when the stream holds more than `limit`
     bytes, CorruptRecordError when it does not decompress."""
@@ -74,8 +74,8 @@ def decompress(codec: int, data, limit: int = MAX_DECOMPRESSED_BYTES):
         while True:
             out = bytearray(size)
             try:
-                n = module.decompress_into(data, out)
-                return memoryview(out)[:n]
+                del out[module.decompress_into(data, out):]
+                return out
             except cramjam.DecompressionError as e:
                 if _FULL not in str(e):
                     raise
@@ -122,8 +122,8 @@ def _snappy(data, limit: int):
         if size > limit:
             raise DecompressionLimitError(f"snappy data declares {size} bytes, over the limit of {limit}")
         out = bytearray(size)
-        n = cramjam.snappy.decompress_raw_into(data, out)
-        return memoryview(out)[:n]
+        del out[cramjam.snappy.decompress_raw_into(data, out):]
+        return out
     # Xerial: sum the blocks' declared lengths before inflating any of them.
     blocks, total = [], 0
     pos, end = len(_XERIAL_HEADER), len(data)
@@ -145,4 +145,6 @@ def _snappy(data, limit: int):
     view, at = memoryview(out), 0
     for block, size in blocks:
         at += cramjam.snappy.decompress_raw_into(block, view[at : at + size])
-    return view[:at]
+    view.release()
+    del out[at:]
+    return out
