@@ -106,3 +106,20 @@ def _create_topics_request(name: str):
     return cls(topics=(topic_cls(name=name, num_partitions=1, replication_factor=1,
                                  assignments=(), configs=()),),
                timeout=datetime.timedelta(seconds=10), validate_only=False)
+
+
+def test_each_partition_gets_its_own_answer(broker):
+    broker.broker.logs.create_topic("mixed", 2)
+    produce = request_class(0, 9)
+    topic_cls = produce.__dataclass_fields__["topic_data"].type.__args__[0]
+    part_cls = topic_cls.__dataclass_fields__["partition_data"].type.__args__[0]
+    good = raw_batch(record(fields(0)), count=1)
+    bad = raw_batch(record(fields(0)) + b"\x00", count=1)  # a trailing byte
+    request = produce(transactional_id=None, acks=1, timeout=datetime.timedelta(seconds=5),
+                      topic_data=(topic_cls(name="mixed", partition_data=(
+                          part_cls(index=0, records=bad), part_cls(index=1, records=good))),))
+    parts = call(broker, 0, 9, request).responses[0].partition_responses
+    assert [(p.index, p.error_code) for p in parts] == [
+        (0, ErrorCode.invalid_record), (1, ErrorCode.none)]
+    logs = broker.broker.logs
+    assert (logs.get_log("mixed", 0).log_end_offset, logs.get_log("mixed", 1).log_end_offset) == (0, 1)
