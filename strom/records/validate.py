@@ -36,6 +36,8 @@ _HIGH_BIT = bytes(b >> 7 for b in range(256))
 # cache lines per record (its first bytes, its header count), so a window
 # of this many stays in L2 across the dozen passes, whatever the size.
 _WINDOW_RECORDS = 1024
+# Fewer records than this left: parsing them costs less than setting up a run.
+_MIN_RUN = 8
 
 
 def check_records(buf, count: int, start: int = 0, end: int | None = None) -> None:
@@ -66,7 +68,7 @@ def check_records(buf, count: int, start: int = 0, end: int | None = None) -> No
             index += 1
             if skip:
                 skip -= 1
-            elif nxt < end and index < count and buf[nxt] == buf[pos]:
+            elif nxt < end and count - index >= _MIN_RUN and buf[nxt] == buf[pos]:
                 # The next record starts with the same length byte: a run?
                 run = _run(buf, pos, end, nxt - pos, index - 1, count - index + 1)
                 if run > 1:
@@ -186,35 +188,41 @@ def _layout(body, pos: int):
     """For a record already checked: the width of its length varint, the
     positions (relative to `pos`) of every byte of its other length
     varints, and (position, width) of its timestamp and offset deltas."""
-    fixed = []
-    p = _skip_varint(body, pos)
+    p = pos + 1 if body[pos] < 0x80 else _skip_varint(body, pos)
     length_width = p - pos
-    p += 1
-    ts = p
-    p = _skip_varint(body, p)
-    timestamp = (ts - pos, p - ts)
+    ts = p + 1
+    p = ts + 1 if body[ts] < 0x80 else _skip_varint(body, ts)
     od = p
-    p = _skip_varint(body, p)
-    offset = (od - pos, p - od)
-    for _ in (0, 1):
-        n, _ = _varint(body, p, 5)
-        p = _skip_varint(body, p, fixed) + max(n, 0)
-    headers, _ = _varint(body, p, 5)
-    p = _skip_varint(body, p, fixed)
+    p = od + 1 if body[od] < 0x80 else _skip_varint(body, od)
+    timestamp, offset = (ts - pos, od - ts), (od - pos, p - od)
+    fixed = []
+    for _ in (0, 1):  # key and value lengths
+        x = body[p]
+        if x < 0x80:
+            fixed.append(p - pos)
+            p += 1 if x & 1 else (x >> 1) + 1
+        else:
+            n, q = _varint(body, p, 5)
+            fixed.extend(range(p - pos, q - pos))
+            p = q + max(n, 0)
+    if body[p] == 0:
+        fixed.append(p - pos)
+        return length_width, fixed, timestamp, offset
+    headers, q = _varint(body, p, 5)
+    fixed.extend(range(p - pos, q - pos))
+    p = q
     for _ in range(headers):
         for _ in (0, 1):
-            n, _ = _varint(body, p, 5)
-            p = _skip_varint(body, p, fixed) + max(n, 0)
-    return length_width, [f - pos for f in fixed], timestamp, offset
+            n, q = _varint(body, p, 5)
+            fixed.extend(range(p - pos, q - pos))
+            p = q + max(n, 0)
+    return length_width, fixed, timestamp, offset
 
 
-def _skip_varint(body, p: int, positions: list | None = None) -> int:
-    while True:
-        if positions is not None:
-            positions.append(p)
-        if body[p] < 0x80:
-            return p + 1
+def _skip_varint(body, p: int) -> int:
+    while body[p] >= 0x80:
         p += 1
+    return p + 1
 
 
 def _run(buf, pos: int, end: int, size: int, index: int, limit: int) -> int:
@@ -246,7 +254,8 @@ def _match(buf, pos: int, first: int, n: int, size: int, index: int, layout) -> 
     count = n
     for rel in range(length_width):
         column = buf[at + rel : stop + rel : size]
-        count = min(count, len(column) - len(column.lstrip(buf[pos + rel : pos + rel + 1])))
+        if column.count(buf[pos + rel]) != count:  # else all n match: the usual case
+            count = min(count, len(column) - len(column.lstrip(buf[pos + rel : pos + rel + 1])))
     if not count:
         return 0
     stop = at + (count - 1) * size + 1
