@@ -67,6 +67,8 @@ class PartitionLog:
         self._lock = threading.RLock()
         self._flush_lock = threading.Lock()
         self._werr: LogWriteError | None = None
+        # (segment, good size) after a write that failed and can be undone
+        self._undo: tuple[Segment, int] | None = None
         self._dir_dirty = False
         self.unflushed_messages = 0
         self.first_unflushed_ms: int | None = None
@@ -145,6 +147,7 @@ class PartitionLog:
         for prev, seg in zip(self.segments, self.segments[1:]):
             if seg.base_offset < prev.next_offset:
                 raise LogWriteError(f"{self.directory}: segments overlap at {seg.base_offset}")
+        self.active.log_file.pin()  # every produce writes it: outside the file cache
         self.log_start_offset = max(stored_start, self.segments[0].base_offset)
         self.recovery_point = self.log_end_offset
         if not clean:
@@ -194,7 +197,7 @@ class PartitionLog:
         config = self.config
         with self._lock:
             if self._werr:
-                raise self._werr
+                self._undo_failed_write()
             seg = self.segments[-1]
             offset = seg.next_offset
             buffers, positioned, pos = [], [], 0
@@ -238,11 +241,14 @@ class PartitionLog:
                     or first.max_timestamp - seg.first_batch_timestamp > config.segment_ms
                 ):
                     seg = self._roll()  # segment.bytes, segment.ms, or 31-bit relative offsets
+                    seg_size = 0
                 seg.append(buffers, pos, positioned)
             except OSError as e:
-                self._werr = LogWriteError(f"{self.directory}: write failed: {e}")
-                log.error("%s", self._werr)
-                raise self._werr from e
+                self._write_failed(seg, seg_size, e)
+            if self._undo is not None:
+                log.warning("%s: writes succeed again; the partition takes produce again",
+                            self.directory)
+                self._undo = None
             if self._producers is not None:
                 for _, h in positioned:
                     if h.producer_id >= 0 and h.base_sequence >= 0:
@@ -256,6 +262,36 @@ class PartitionLog:
                 log_append_time if config.log_append_time else -1,
                 self.log_start_offset, positioned, False,
             ))
+
+    def _write_failed(self, seg: Segment, good_size: int, error: OSError) -> None:
+        """A write failed part-way (ENOSPC, EIO): cut the segment back to
+        its last good size at once, so readers never see the partial bytes,
+        and refuse produce until a retry succeeds (`_undo_failed_write`)."""
+        self._werr = LogWriteError(f"{self.directory}: write failed: {error}")
+        self._undo = (seg, good_size)
+        try:
+            seg.log_file.truncate(good_size)
+        except OSError as e:
+            log.error("%s; cutting back the partial write failed too: %s", self._werr, e)
+        else:
+            log.error("%s; the partial write was cut back, produce is refused until a "
+                      "write succeeds again", self._werr)
+        raise self._werr from error
+
+    def _undo_failed_write(self) -> None:
+        """Before the next append after a failed write: make sure the partial
+        write is gone, then let the append try. An error that cannot be
+        undone (an fsync or a read failed, or no known good size) stays."""
+        if self._undo is None:
+            raise self._werr
+        seg, good_size = self._undo
+        if seg is not self.active:
+            raise self._werr
+        try:
+            seg.log_file.truncate(good_size)
+        except OSError as e:
+            raise self._werr from e
+        self._werr = None  # a failure of this append sets it again
 
     @property
     def producer_state(self) -> ProducerStateTable:
@@ -275,7 +311,10 @@ class PartitionLog:
 
     def _roll(self) -> Segment:
         if not self.active.is_empty:
-            self.segments.append(self._new_segment(self.log_end_offset))
+            fresh = self._new_segment(self.log_end_offset)
+            fresh.log_file.pin()
+            self.active.log_file.unpin()
+            self.segments.append(fresh)
             self._dir_dirty = True
         return self.active
 
@@ -425,6 +464,7 @@ class PartitionLog:
         with self._flush_lock, self._lock:
             while len(self.segments) > 1 and self.active.base_offset >= offset:
                 self.segments.pop().delete()
+            self.active.log_file.pin()
             self.active.truncate_to(offset)
             self._producers = None  # rebuilt from what is left
             self.recovery_point = min(self.recovery_point, self.log_end_offset)

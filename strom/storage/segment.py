@@ -295,10 +295,24 @@ class Segment:
         stand between a producer and its acknowledgement."""
         self.log_file.sync()
         if indexes:
-            self.offset_index.sync()
-            self.time_index.sync()
+            self._write_indexes(sync=True)
+
+    def _write_indexes(self, sync: bool = False) -> None:
+        """Write (and fsync) the pending index entries. A failure (a full
+        disk) empties both files instead of failing the log: they are
+        derived, an empty index makes the next load rescan the `.log`, and
+        the entries stay in memory to be written again by the next call."""
+        try:
+            for index in (self.offset_index, self.time_index):
+                index.sync() if sync else index.write_pending()
+        except OSError as e:
+            log.warning("%s: writing its indexes failed (%s); they will be rebuilt from the log",
+                        self.path(files.LOG_SUFFIX), e)
+            for index in (self.offset_index, self.time_index):
+                index.forget_written()
 
     def close(self) -> None:
+        self._write_indexes()
         self.log_file.close()
         self.offset_index.close()
         self.time_index.close()
