@@ -49,6 +49,7 @@ class AppendResult(NamedTuple):
 
 
 _OFFSET = struct.Struct(">q")
+_SCRUB_STEP = 1024 * 1024  # bytes checked per hold of the log's lock
 
 
 def now_ms() -> int:
@@ -119,20 +120,17 @@ class PartitionLog:
         first_to_recover = 0
         if not clean and recovery_point is not None:
             first_to_recover = max(bisect_right(self.bases, recovery_point) - 1, 0)
+        self.segments[-1].active = True
         for i, seg in enumerate(self.segments):
             if clean or i < first_to_recover:
                 seg.load()
                 continue
-            cut = seg.recover()
+            # Only the active segment's end is cut: damage in an earlier one
+            # is quarantined, and the intact segments after it stay.
+            cut = seg.recover(truncate_tail=seg.active)
             if cut:
                 log.warning("%s: recovery truncated %d bytes of segment %d; now ends at offset %d",
                             self.directory, cut, seg.base_offset, seg.next_offset)
-                for later in self.segments[i + 1 :]:
-                    log.warning("%s: deleting segment %d after the truncation point",
-                                self.directory, later.base_offset)
-                    later.delete()
-                del self.segments[i + 1 :]
-                break
         if self.log_end_offset < stored_start:
             # The crash took unflushed data that DeleteRecords had already
             # moved the start past: start again, empty, there (as Kafka).
@@ -142,6 +140,7 @@ class PartitionLog:
             for seg in self.segments:
                 seg.delete()
             self.segments = [self._new_segment(stored_start)]
+            self.segments[0].active = True
             self._dir_dirty = True
         # A segment must start at or after the end of the one before it.
         for prev, seg in zip(self.segments, self.segments[1:]):
@@ -154,7 +153,8 @@ class PartitionLog:
             self.flush()
 
     def _new_segment(self, base_offset: int) -> Segment:
-        return Segment(self.medium, self.directory, base_offset, self.config.index_interval_bytes)
+        return Segment(self.medium, self.directory, base_offset, self.config.index_interval_bytes,
+                       lock=self._lock)
 
     def segments_snapshot(self) -> list[Segment]:
         """The current segment list, for readers on other threads (cleaner)."""
@@ -313,7 +313,9 @@ class PartitionLog:
         if not self.active.is_empty:
             fresh = self._new_segment(self.log_end_offset)
             fresh.log_file.pin()
-            self.active.log_file.unpin()
+            old = self.active
+            old.log_file.unpin()
+            old.active, fresh.active = False, True
             self.segments.append(fresh)
             self._dir_dirty = True
         return self.active
@@ -328,6 +330,8 @@ class PartitionLog:
             if offset < self.log_start_offset or offset > end:
                 raise OffsetOutOfRangeError(offset, self.log_start_offset, end)
             i = max(bisect_right(self.bases, offset) - 1, 0)
+            active = self.segments[-1]
+            cuts = active.cuts
             try:
                 for seg in self.segments[i:]:
                     data = seg.read(max(offset, seg.base_offset), max_bytes, min_one)
@@ -338,7 +342,51 @@ class PartitionLog:
                     self._werr = LogWriteError(f"{self.directory}: {e}")
                     log.error("%s", self._werr)
                 raise self._werr from e
+            finally:
+                if active.cuts != cuts:
+                    self._after_cut()
             return b""
+
+    def _after_cut(self) -> None:
+        """Damage at the end of the log was cut off: it ends earlier now."""
+        self._producers = None  # rebuilt from what is left
+        self.recovery_point = min(self.recovery_point, self.log_end_offset)
+
+    def scrub(self, budget_bytes: int) -> int:
+        """CRC-check up to about `budget_bytes` of batches that no check
+        covered since the log was opened (after a clean stop: all of it),
+        quarantining damage as reads do. Returns the bytes checked; 0 when
+        everything is checked. For a background thread: the lock is held
+        for one step of at most _SCRUB_STEP bytes at a time."""
+        done = 0
+        for seg in self.segments_snapshot():
+            while done < budget_bytes:
+                with self._lock:
+                    if self._werr or seg not in self.segments:
+                        break
+                    cuts = seg.cuts
+                    try:
+                        n = seg.scrub(min(budget_bytes - done, _SCRUB_STEP))
+                    except OSError as e:
+                        self._werr = LogWriteError(f"{self.directory}: {e}")
+                        log.error("%s", self._werr)
+                        raise self._werr from e
+                    if seg.cuts != cuts:
+                        self._after_cut()
+                if not n:
+                    break
+                done += n
+        return done
+
+    @property
+    def unverified_bytes(self) -> int:
+        """Bytes of batches not CRC-checked since open (what scrub has left)."""
+        return sum(max(s.unverified_end - s.verified_to, 0) for s in self.segments)
+
+    @property
+    def damage_found(self) -> int:
+        """Damaged ranges quarantined or cut since open (a metric)."""
+        return sum(s.damage_found + s.cuts for s in self.segments)
 
     def offset_for_timestamp(self, timestamp: int) -> tuple[int, int] | None:
         """(offset, timestamp) of the first record at or after `timestamp`."""
@@ -465,6 +513,7 @@ class PartitionLog:
             while len(self.segments) > 1 and self.active.base_offset >= offset:
                 self.segments.pop().delete()
             self.active.log_file.pin()
+            self.active.active = True
             self.active.truncate_to(offset)
             self._producers = None  # rebuilt from what is left
             self.recovery_point = min(self.recovery_point, self.log_end_offset)
