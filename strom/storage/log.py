@@ -30,7 +30,7 @@ from strom.records.batch import (
     patch_max_timestamp,
     validate_batch,
 )
-from strom.storage import files
+from strom.storage import checkpoint, files
 from strom.storage.config import LogConfig
 from strom.storage.errors import LogWriteError, OffsetOutOfRangeError, RecordTooLargeError
 from strom.storage.producer_state import ProducerStateTable
@@ -107,8 +107,7 @@ class PartitionLog:
             if parsed and parsed[1] in (files.INDEX_SUFFIX, files.TIME_INDEX_SUFFIX) \
                     and parsed[0] not in bases:
                 self.medium.remove(f"{self.directory}/{name}")
-        start_path = f"{self.directory}/{files.LOG_START_OFFSET_FILE}"
-        stored_start = int(self.medium.read(start_path)) if self.medium.exists(start_path) else 0
+        stored_start = self._read_log_start_offset()
         for base in sorted(bases):
             self.segments.append(self._new_segment(base))
         if not self.segments:
@@ -132,15 +131,13 @@ class PartitionLog:
                 del self.segments[i + 1 :]
                 break
         if self.log_end_offset < stored_start:
-            # The crash took unflushed data that DeleteRecords had already
-            # moved the start past: start again, empty, there (as Kafka).
-            log.warning("%s: log ends at %d, below its start offset %d: deleting every "
-                        "segment and starting empty at %d", self.directory, self.log_end_offset,
-                        stored_start, stored_start)
-            for seg in self.segments:
-                seg.delete()
-            self.segments = [self._new_segment(stored_start)]
-            self._dir_dirty = True
+            # DeleteRecords fsyncs the data below the new start before it
+            # writes the file, so only damage puts the start past the end:
+            # the segments say more than the file (Kafka would delete them).
+            log.warning("%s: %s says %d, past the log end offset %d: ignored, the log "
+                        "starts at %d", self.directory, files.LOG_START_OFFSET_FILE, stored_start,
+                        self.log_end_offset, self.segments[0].base_offset)
+            stored_start = 0
         # A segment must start at or after the end of the one before it.
         for prev, seg in zip(self.segments, self.segments[1:]):
             if seg.base_offset < prev.next_offset:
@@ -149,6 +146,17 @@ class PartitionLog:
         self.recovery_point = self.log_end_offset
         if not clean:
             self.flush()
+
+    def _read_log_start_offset(self) -> int:
+        path = f"{self.directory}/{files.LOG_START_OFFSET_FILE}"
+        if not self.medium.exists(path):
+            return 0
+        offset = checkpoint.load_offset(self.medium.read(path))
+        if offset is None:
+            log.warning("%s: %s is damaged: ignored, the log starts at its first segment",
+                        self.directory, files.LOG_START_OFFSET_FILE)
+            return 0
+        return offset
 
     def _new_segment(self, base_offset: int) -> Segment:
         return Segment(self.medium, self.directory, base_offset, self.config.index_interval_bytes)
@@ -408,13 +416,18 @@ class PartitionLog:
         """DeleteRecords: move log_start_offset up to `offset` (at most the
         high watermark); whole segments below it go with the next retention
         pass. Returns the new log_start_offset."""
+        if offset > self.recovery_point:
+            self.flush()  # a start offset on disk is never past durable data
         with self._lock:
             if offset > self.high_watermark or offset < 0:
                 raise OffsetOutOfRangeError(offset, self.log_start_offset, self.high_watermark)
+        if offset > self.recovery_point:
+            self.flush()  # appended between the check above and the first flush
+        with self._lock:
             if offset > self.log_start_offset:
                 self.log_start_offset = offset
                 self.medium.write_atomic(
-                    f"{self.directory}/{files.LOG_START_OFFSET_FILE}", str(offset).encode()
+                    f"{self.directory}/{files.LOG_START_OFFSET_FILE}", checkpoint.dump_offset(offset)
                 )
         self.apply_retention()
         return self.log_start_offset
