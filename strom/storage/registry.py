@@ -21,7 +21,7 @@ What happens when they disagree (one rule for every kind of damage):
 - `meta.json` damaged while data exists: rebuilt with a fresh cluster id
   (warned: clients see a new cluster id) and a producer id block past every
   producer id found in the logs, so no id is handed out twice.
-- Every damaged file is copied aside to `<name>.damaged-<ms>` before it is
+- Every damaged file is copied aside to `<name>.<ms>.damaged` before it is
   replaced, for a post-mortem.
 
 Rebuilding rather than refusing to start: the segments hold everything
@@ -83,7 +83,11 @@ def scan(medium, validate_name) -> DirScan:
         except StorageError:
             log.warning("ignoring directory %s: not a valid topic name", name)
             continue
-        if any(files.parse_segment_name(n) for n in medium.listdir(name)):
+        try:
+            contents = medium.listdir(name)
+        except NotADirectoryError:
+            continue
+        if any(files.parse_segment_name(n) for n in contents):
             out.partitions.setdefault(parsed[0], set()).add(parsed[1])
         else:
             out.empty.append(name)
@@ -92,7 +96,7 @@ def scan(medium, validate_name) -> DirScan:
 
 def _keep_aside(medium, name: str) -> None:
     if medium.exists(name):
-        aside = f"{name}.damaged-{int(time.time() * 1000)}"
+        aside = f"{name}.{int(time.time() * 1000)}.damaged"
         medium.write_atomic(aside, medium.read(name))
         log.warning("kept the damaged %s as %s", name, aside)
 
