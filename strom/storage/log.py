@@ -82,7 +82,7 @@ class PartitionLog:
 
     def _load(self, recovery_point: int | None, clean: bool) -> None:
         names = self.medium.listdir(self.directory)
-        bases = set()
+        bases, swapped = set(), set()
         for name in names:
             parsed = files.parse_segment_name(name)
             path = f"{self.directory}/{name}"
@@ -99,6 +99,7 @@ class PartitionLog:
                 for s in (files.INDEX_SUFFIX, files.TIME_INDEX_SUFFIX):
                     self.medium.remove(f"{self.directory}/{files.segment_name(base, s)}")
                 bases.add(base)
+                swapped.add(base)
                 clean = False
             elif suffix == files.LOG_SUFFIX:
                 bases.add(base)
@@ -138,10 +139,19 @@ class PartitionLog:
                         "starts at %d", self.directory, files.LOG_START_OFFSET_FILE, stored_start,
                         self.log_end_offset, self.segments[0].base_offset)
             stored_start = 0
-        # A segment must start at or after the end of the one before it.
-        for prev, seg in zip(self.segments, self.segments[1:]):
-            if seg.base_offset < prev.next_offset:
-                raise LogWriteError(f"{self.directory}: segments overlap at {seg.base_offset}")
+        # A segment must start at or after the end of the one before it, but
+        # for those a compacted group's interrupted swap covers (cleaner.py).
+        kept = self.segments[:1]
+        for seg in self.segments[1:]:
+            if seg.base_offset < kept[-1].next_offset:
+                if kept[-1].base_offset not in swapped:
+                    raise LogWriteError(f"{self.directory}: segments overlap at {seg.base_offset}")
+                log.info("%s: deleting segment %d, merged into %d by a compaction a crash "
+                         "interrupted", self.directory, seg.base_offset, kept[-1].base_offset)
+                seg.delete()
+                continue
+            kept.append(seg)
+        self.segments = kept
         self.log_start_offset = max(stored_start, self.segments[0].base_offset)
         self.recovery_point = self.log_end_offset
         if not clean:
@@ -403,7 +413,10 @@ class PartitionLog:
             total = self.size
             count = 0
             for seg in self.segments[:-1]:
-                below_start = seg.next_offset <= self.log_start_offset
+                # (an empty segment at the start offset is not below it: deleting
+                # it would move the start of a compacted log at every restart)
+                below_start = seg.next_offset <= self.log_start_offset and not (
+                    seg.is_empty and seg.base_offset >= self.log_start_offset)
                 expired = cfg.delete and cfg.retention_ms >= 0 and 0 <= seg.max_timestamp < now - cfg.retention_ms
                 oversized = cfg.delete and cfg.retention_bytes >= 0 and total - seg.size >= cfg.retention_bytes
                 if not (below_start or expired or oversized):
@@ -445,18 +458,29 @@ class PartitionLog:
                 self.log_start_offset = self.log_end_offset
 
     def replace_segment(self, old: Segment, cleaned_path: str) -> None:
-        """Swap a compacted copy in for `old`: `.cleaned` -> `.swap` -> `.log`.
-        A crash after the first rename finishes the swap at load."""
-        swap_path = old.path(files.LOG_SUFFIX + files.SWAP_SUFFIX)
+        self.replace_segments([old], cleaned_path)
+
+    def replace_segments(self, olds: list[Segment], cleaned_path: str) -> None:
+        """Swap a compacted copy of the adjacent segments `olds` in for them:
+        `.cleaned` -> `.swap`, the others deleted, `.swap` -> the first's `.log`.
+        A crash after the first rename finishes the swap at load, deleting
+        the segments the swapped one covers."""
+        first = olds[0]
+        swap_path = first.path(files.LOG_SUFFIX + files.SWAP_SUFFIX)
         self.medium.rename(cleaned_path, swap_path)
+        self.medium.sync_dir(self.directory)
         with self._flush_lock, self._lock:
-            i = self.segments.index(old)
-            old.close()
-            self.medium.rename(swap_path, old.path(files.LOG_SUFFIX))
-            fresh = self._new_segment(old.base_offset)
+            i = self.segments.index(first)
+            if self.segments[i : i + len(olds)] != olds:
+                raise LogWriteError(f"{self.directory}: segments changed under the cleaner")
+            for seg in olds[1:]:
+                seg.delete()
+            first.close()
+            self.medium.rename(swap_path, first.path(files.LOG_SUFFIX))
+            fresh = self._new_segment(first.base_offset)
             fresh.rebuild_indexes()
-            fresh.next_offset = max(fresh.next_offset, old.next_offset)
-            self.segments[i] = fresh
+            fresh.next_offset = max(fresh.next_offset, olds[-1].next_offset)
+            self.segments[i : i + len(olds)] = [fresh]
         self.medium.sync_dir(self.directory)
 
     def close(self) -> None:
