@@ -43,7 +43,9 @@ _TICK_S = 0.1
 
 class GroupCoordinator:
     def __init__(self, logs, wait_durable, *, initial_rebalance_delay_ms: int = 0,
-                 offsets_retention_ms: int = 7 * 24 * 3600 * 1000):
+                 offsets_retention_ms: int = 7 * 24 * 3600 * 1000,
+                 consumer_heartbeat_interval_ms: int = 1000,
+                 consumer_session_timeout_ms: int = 45000):
         self.logs = logs
         self.wait_durable = wait_durable
         self.initial_rebalance_delay_ms = initial_rebalance_delay_ms
@@ -54,7 +56,8 @@ class GroupCoordinator:
         self._timer: asyncio.Task | None = None
         self.plog = None  # __consumer_offsets-0, once it exists
         self._last_expiry = 0.0
-        self.consumer_groups = ConsumerGroups(self._topic_partitions)
+        self.consumer_groups = ConsumerGroups(self._topic_partitions, consumer_heartbeat_interval_ms,
+                                              consumer_session_timeout_ms)
 
     def _topic_partitions(self, names: list[str]) -> dict[str, int]:
         return {n: self.logs.topics[n].partitions for n in names if n in self.logs.topics}
