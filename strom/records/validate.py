@@ -268,7 +268,7 @@ def _match(buf, pos: int, first: int, n: int, size: int, index: int, layout) -> 
     count = n
     for rel in range(length_width):
         column = buf[at + rel : stop + rel : size]
-        if column.count(buf[pos + rel]) != count:  # else all n match: the usual case
+        if column.count(buf[pos + rel]) != n:  # else all n match: the usual case
             count = min(count, len(column) - len(column.lstrip(buf[pos + rel : pos + rel + 1])))
     if not count:
         return 0

@@ -131,40 +131,40 @@ def test_compressed_garbage_records_are_refused():
 # the Kafka rules accepts it, and is then decodable; nothing else is raised.
 
 def reference_accepts(body, count: int) -> bool:
-    """The rules, one record at a time, with no fast path."""
+    """The rules, one record at a time, with no fast path. Varints are at
+    most 5 bytes (Kafka's readVarint), the timestamp delta 10 (readVarlong)."""
+
+    def varint(p, max_bytes=5):
+        value, q = read_varint(body, p)
+        if q - p > max_bytes:
+            raise InvalidRecordError("varint too long")
+        return value, q
+
     pos = 0
     try:
         for index in range(count):
-            length, pos = read_varint(body, pos)
+            length, pos = varint(pos)
             end = pos + length
             if length < 6 or end > len(body):
                 return False
-            p = pos + 1
-            start = p
-            _, p = read_varint(body, p)
-            if p - start > 10:
-                return False
-            start = p
-            delta, p = read_varint(body, p)
-            if delta != index or p - start > 5:
+            _, p = varint(pos + 1, 10)
+            delta, p = varint(p)
+            if delta != index:
                 return False
             for _ in range(2):
-                start = p
-                n, p = read_varint(body, p)
-                if p - start > 5:
-                    return False
+                n, p = varint(p)
                 p += max(n, 0)
             if p >= end:
                 return False
-            headers, p = read_varint(body, p)
+            headers, p = varint(p)
             if headers < 0 or headers * 2 > end - p:
                 return False
             for _ in range(headers):
-                n, p = read_varint(body, p)
+                n, p = varint(p)
                 if n < 0:
                     return False
                 p += n
-                n, p = read_varint(body, p)
+                n, p = varint(p)
                 p += max(n, 0)
                 if p > end:
                     return False
@@ -257,3 +257,36 @@ def test_mutated_compressed_batches_are_refused_or_decode(records, codec, data):
         return
     decoded = batch_records(mutant)  # accepted: then it decodes, densely
     assert [r.offset for r in decoded] == list(range(header.records_count))
+
+
+def test_a_damaged_length_inside_a_run_that_ends_is_found():
+    # Records 0-63 are 128 bytes, 64+ are 130 (wider offset deltas): a run
+    # window spans both. Record 24's second length byte is damaged; the
+    # check of that byte must count within the run, not the whole window
+    # (where 0x01 appears as often by chance as the run is long).
+    records = [Record(None, b"v" * 118, 1000) for _ in range(102)]
+    batch = bytearray(build_batch(records))
+    sizes, pos = [], BATCH_HEADER_SIZE
+    for _ in range(102):
+        length, after = read_varint(batch, pos)
+        sizes.append(after - pos + length)
+        pos = after + length
+    assert sizes[0] != sizes[-1]
+    at = BATCH_HEADER_SIZE + sum(sizes[:24]) + 1
+    assert batch[at] == 0x01
+    batch[at] = 0xE0
+    refused(resign(batch))
+
+
+@settings(max_examples=200, deadline=None)
+@given(records=uniform, data=st.data())
+def test_damaged_length_bytes_in_uniform_batches_are_found(records, data):
+    batch = bytearray(build_batch(records))
+    starts, pos = [], BATCH_HEADER_SIZE
+    while pos < len(batch):
+        starts.append(pos)
+        length, after = read_varint(batch, pos)
+        pos = after + length
+    at = data.draw(st.sampled_from(starts)) + data.draw(st.integers(0, 1))
+    batch[at] = data.draw(st.integers(0, 255))
+    _check_mutant(resign(batch))
