@@ -44,6 +44,7 @@ class ConsumerMember:
     previous_epoch: int = -1
     assigned: dict[str, set[int]] = field(default_factory=dict)  # what the member was told
     revoking: set[tuple[str, int]] = field(default_factory=set)  # told to drop, not yet done
+    revoke_deadline: float | None = None  # monotonic; fenced when it passes with `revoking` left
     target: dict[str, set[int]] = field(default_factory=dict)
     last_heartbeat: float = field(default_factory=time.monotonic)
 
@@ -167,9 +168,12 @@ class ConsumerGroups:
                 member.assigned[t].discard(p)
                 if not member.assigned[t]:
                     del member.assigned[t]
+            if not member.revoking:
+                member.revoke_deadline = time.monotonic() + member.rebalance_timeout_ms / 1000
             member.revoking |= revoke
         if member.revoking:
             return  # the member keeps its epoch until it has revoked
+        member.revoke_deadline = None
         if member.member_epoch != group.assignment_epoch:
             member.previous_epoch, member.member_epoch = member.member_epoch, group.assignment_epoch
         owned_by_others = set()
@@ -181,16 +185,24 @@ class ConsumerGroups:
             if free:
                 member.assigned.setdefault(t, set()).update(free)
 
-    def expire(self) -> list[tuple[str, str]]:
-        """Remove members whose session timed out; returns (group, member)."""
+    def expire(self) -> list[tuple[str, str, str]]:
+        """Remove members whose session timed out, and (as Kafka) members
+        that did not revoke within their rebalance timeout, which would
+        otherwise keep a newcomer waiting for good; returns (group,
+        member, why)."""
         now = time.monotonic()
         gone = []
         for group in self.groups.values():
             for m in list(group.members.values()):
                 if now - m.last_heartbeat > self.session_timeout_ms / 1000:
-                    del group.members[m.member_id]
-                    group.group_epoch += 1
-                    gone.append((group.group_id, m.member_id))
+                    why = f"missed its session timeout ({self.session_timeout_ms} ms)"
+                elif m.revoking and m.revoke_deadline is not None and now > m.revoke_deadline:
+                    why = f"did not revoke within its rebalance timeout ({m.rebalance_timeout_ms} ms)"
+                else:
+                    continue
+                del group.members[m.member_id]
+                group.group_epoch += 1
+                gone.append((group.group_id, m.member_id, why))
         return gone
 
     def check_commit(self, group_id: str, member_id: str, epoch: int) -> ErrorCode | None:

@@ -473,8 +473,8 @@ class GroupCoordinator:
                 log.exception("group timers failed")
 
     def check_timeouts(self) -> None:
-        for group_id, member_id in self.consumer_groups.expire():
-            log.info("group %s: member %s missed its session timeout", group_id, member_id)
+        for group_id, member_id, why in self.consumer_groups.expire():
+            log.info("group %s: member %s %s", group_id, member_id, why)
         now = time.monotonic()
         for group in list(self.groups.values()):
             for member_id, deadline in list(group.pending.items()):

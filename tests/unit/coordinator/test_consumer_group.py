@@ -2,17 +2,21 @@
 to its new owner only after the old owner has acknowledged revoking it, and
 members take the new epoch once they hold nothing that is someone else's."""
 
+import time
+
 from strom.coordinator.consumer_group import ConsumerGroups
 
 
 class Client:
     """What a consumer sends: its epoch, and what it owns after each change."""
 
-    def __init__(self, groups: ConsumerGroups):
+    def __init__(self, groups: ConsumerGroups, rebalance_timeout_ms: int = 1000):
         self.groups, self.member_id, self.epoch, self.owned = groups, "", 0, None
+        self.rebalance_timeout_ms = rebalance_timeout_ms
 
     def heartbeat(self, ack: bool = True) -> dict:
-        r = self.groups.heartbeat("g", self.member_id, self.epoch, None, None, 1000,
+        r = self.groups.heartbeat("g", self.member_id, self.epoch, None, None,
+                                  self.rebalance_timeout_ms,
                                   ["t"] if self.epoch == 0 else None, None,
                                   self.owned if ack else None, "client", "host")
         assert r["error_code"] == 0, r
@@ -74,3 +78,18 @@ def test_a_member_that_never_acknowledges_keeps_the_partitions_from_the_newcomer
         b.heartbeat()
         no_partition_owned_twice(groups)
     assert b.holds() == set()
+
+
+def test_a_member_that_does_not_revoke_within_its_rebalance_timeout_is_removed():
+    groups = ConsumerGroups(lambda names: {"t": 2})
+    a, b = Client(groups, rebalance_timeout_ms=50), Client(groups)
+    a.heartbeat()
+    b.heartbeat()
+    a.heartbeat(ack=False)  # told to revoke one; never does
+    assert groups.expire() == []
+    deadline = time.monotonic() + 5
+    while not (gone := groups.expire()) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert [(g, m) for g, m, _ in gone] == [("g", a.member_id)]
+    b.heartbeat()
+    assert b.holds() == {0, 1}
