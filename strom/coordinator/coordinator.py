@@ -32,9 +32,10 @@ from strom.coordinator.group import (
     Group,
     Member,
 )
-from strom.protocol.errors import error_for
+from strom.protocol.errors import KafkaError, error_for
 from strom.records import Record, build_batch
 from strom.records.batch import batch_records, iter_batches, validate_batch
+from strom.storage import LogWriteError, StorageError, UnknownTopicError
 
 log = logging.getLogger(__name__)
 
@@ -529,14 +530,32 @@ class GroupCoordinator:
         group.members[member_id].last_heartbeat = time.monotonic()
         return ErrorCode.none
 
-    async def commit(self, group_id: str, offsets: list[tuple[str, int, int, int, str | None]]) -> None:
+    async def commit(self, group_id: str,
+                     offsets: list[tuple[str, int, int, int, str | None]]) -> ErrorCode:
+        """Store committed offsets; the error for all of them if the offsets
+        topic cannot take the write."""
         now = int(time.time() * 1000)
-        await self._append([
+        return await self._append_or_error(f"group {group_id}: committing offsets", [
             (rec.OffsetKey(group_id, topic, partition),
              {"offset": offset, "leader_epoch": epoch, "metadata": metadata or "",
               "commit_timestamp": now})
             for topic, partition, offset, epoch, metadata in offsets
         ])
+
+    async def _append_or_error(self, what: str, entries) -> ErrorCode:
+        """`_append`, with a failure of the offsets topic (disk, a config an
+        admin set on it) answered with the code Kafka's coordinator uses
+        for it, instead of failing the request."""
+        try:
+            await self._append(entries)
+        except (KafkaError, StorageError) as e:
+            log.error("%s: the offsets topic refused the write: %s", what, e)
+            if isinstance(e, UnknownTopicError):
+                return ErrorCode.coordinator_not_available
+            if isinstance(e, LogWriteError) or getattr(e, "code", None) == ErrorCode.kafka_storage_error:
+                return ErrorCode.not_coordinator  # retriable: the client finds us again and retries
+            return ErrorCode.unknown_server_error
+        return ErrorCode.none
 
     def committed(self, group_id: str) -> dict[tuple[str, int], dict]:
         return self.offsets.get(group_id, {})
@@ -551,8 +570,7 @@ class GroupCoordinator:
         self.consumer_groups.groups.pop(group_id, None)
         entries = [(rec.OffsetKey(group_id, t, p), None) for t, p in self.committed(group_id)]
         entries.append((rec.GroupKey(group_id), None))
-        await self._append(entries)
-        return ErrorCode.none
+        return await self._append_or_error(f"group {group_id}: deleting", entries)
 
     async def delete_offsets(self, group_id: str, partitions: list[tuple[str, int]]) -> dict:
         group = self.groups.get(group_id)
@@ -569,7 +587,9 @@ class GroupCoordinator:
                 if (topic, partition) in self.committed(group_id):
                     entries.append((rec.OffsetKey(group_id, topic, partition), None))
         if entries:
-            await self._append(entries)
+            error = await self._append_or_error(f"group {group_id}: deleting offsets", entries)
+            if error:
+                return {"error": error}
         return {"error": ErrorCode.none, "partitions": errors}
 
 

@@ -8,8 +8,16 @@ import os
 import struct
 import time
 
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewPartitions, NewTopic
+import pytest
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import (
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    NewPartitions,
+    NewTopic,
+)
 
 from strom.coordinator import records as rec
 from strom.records import Record, build_batch
@@ -103,7 +111,8 @@ def test_damaged_offsets_topic_is_skipped_at_start(broker_process):
     assert first.stop() == 0
 
     [segment] = sorted(glob.glob(os.path.join(first.data_dir, f"{OFFSETS}-0", "*.log")))[-1:]
-    data = open(segment, "rb").read()
+    with open(segment, "rb") as f:
+        data = f.read()
     end = max(h.next_offset for _, h in iter_batches(data))
     offset_key = {"type": "offset", "group": "other", "topic": "t", "partition": 0}
     good_value = {"offset": 99, "leader_epoch": -1, "metadata": "",
@@ -136,3 +145,28 @@ def test_damaged_offsets_topic_is_skipped_at_start(broker_process):
     assert _committed(second.bootstrap_servers, "good", "t") == 42
     assert _committed(second.bootstrap_servers, "other", "t") == 99
     assert second.stop() == 0
+
+
+def test_a_commit_the_offsets_topic_cannot_store_gets_an_error_not_a_closed_connection(broker):
+    # Kafka lets an admin alter __consumer_offsets' configs; one that makes
+    # the coordinator's own writes fail must cost the commit, not the broker.
+    bs = broker.bootstrap_servers
+    admin = AdminClient({"bootstrap.servers": bs})
+    admin.create_topics([NewTopic("t", 1, 1)])["t"].result(10)
+    _commit(bs, "g", "t", 5)
+    def alter(op, value=None):
+        entry = ConfigEntry("max.message.bytes", value, incremental_operation=op)
+        resource = ConfigResource("topic", OFFSETS, incremental_configs=[entry])
+        admin.incremental_alter_configs([resource])[resource].result(10)
+
+    alter(AlterConfigOpType.SET, "80")
+    c = Consumer({"bootstrap.servers": bs, "group.id": "g", "enable.auto.commit": False})
+    try:
+        with pytest.raises(KafkaException) as e:
+            c.commit(offsets=[TopicPartition("t", 0, 6)], asynchronous=False)
+        assert e.value.args[0].code() == KafkaError.UNKNOWN
+    finally:
+        c.close()
+    alter(AlterConfigOpType.DELETE)
+    _commit(bs, "g", "t", 7)
+    assert _committed(bs, "g", "t") == 7
