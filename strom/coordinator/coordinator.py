@@ -355,7 +355,8 @@ class GroupCoordinator:
         group.generation += 1
         if not group.members:
             group.state, group.protocol, group.leader = EMPTY, None, None
-            asyncio.ensure_future(self._append_quietly([self._group_record(group)]))
+            asyncio.ensure_future(self._append_or_error(f"group {group.group_id}: storing it empty",
+                                                        [self._group_record(group)]))
             return
         group.protocol = group.select_protocol()
         if group.leader not in group.members:
@@ -368,12 +369,6 @@ class GroupCoordinator:
             m.assignment = b""
             if fut and not fut.done():
                 fut.set_result(self._join_result(group, m))
-
-    async def _append_quietly(self, entries) -> None:
-        try:
-            await self._append(entries)
-        except Exception:
-            log.exception("could not write group state")
 
     def _remove_member(self, group: Group, member: Member) -> None:
         group.members.pop(member.member_id, None)
@@ -504,10 +499,10 @@ class GroupCoordinator:
             for (topic, partition), value in offsets.items():
                 if now_ms - value["commit_timestamp"] > self.offsets_retention_ms:
                     doomed.append((rec.OffsetKey(group_id, topic, partition), None))
-        if doomed:
-            await self._append(doomed)
+        if doomed and not await self._append_or_error("expiring offsets", doomed):
             log.info("expired %d committed offsets", len(doomed))
-        return len(doomed)
+            return len(doomed)
+        return 0
 
     # -- offsets -----------------------------------------------------------------------
 
