@@ -176,14 +176,16 @@ class ConsumerGroups:
         member.revoke_deadline = None
         if member.member_epoch != group.assignment_epoch:
             member.previous_epoch, member.member_epoch = member.member_epoch, group.assignment_epoch
+        missing = {(t, p) for t, ps in member.target.items() for p in ps
+                   if p not in member.assigned.get(t, ())}
+        if not missing:
+            return  # the common heartbeat: reconciled, nothing to look up
         owned_by_others = set()
         for other in group.members.values():
             if other is not member:
                 owned_by_others |= other.owns()
-        for t, ps in member.target.items():
-            free = {p for p in ps if (t, p) not in owned_by_others}
-            if free:
-                member.assigned.setdefault(t, set()).update(free)
+        for t, p in missing - owned_by_others:
+            member.assigned.setdefault(t, set()).add(p)
 
     def expire(self) -> list[tuple[str, str, str]]:
         """Remove members whose session timed out, and (as Kafka) members
