@@ -17,6 +17,7 @@ from strom.broker.context import NO_RESPONSE, RawResponse
 from strom.broker.handlers.errors import error_code
 from strom.broker.router import api
 from strom.coordinator import is_internal_topic
+from strom.logsafe import printable
 from strom.protocol.produce_response import encode_produce_response
 from strom.records.errors import InvalidRecordError
 from strom.storage import StorageError
@@ -62,8 +63,8 @@ def handle_produce(ctx, request):
             except (StorageError, InvalidRecordError) as e:
                 entry["error_code"] = error_code(e)
                 entry["error_message"] = str(e)
-                log.warning("produce to %s-%d from %s refused: %s",
-                            name, part.index, ctx.header.client_id, e)
+                log.warning("produce to %s-%d from %r refused: %s",
+                            printable(name), part.index, ctx.header.client_id, printable(e))
                 continue
             broker.notifier.notify(plog)
             entry.update(base_offset=result.base_offset, log_append_time=result.log_append_time,
