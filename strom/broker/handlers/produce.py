@@ -52,7 +52,7 @@ def handle_produce(ctx, request):
             if is_internal_topic(name):  # as Kafka: only the broker writes them
                 entry["error_code"] = ErrorCode.invalid_topic_exception
                 entry["error_message"] = f"Cannot append to internal topic {name}"
-                log.warning("produce to %s-%d from %s refused: internal topic",
+                log.warning("produce to %s-%d from %r refused: internal topic",
                             name, part.index, ctx.header.client_id)
                 continue
             plog = topic.logs[part.index]
