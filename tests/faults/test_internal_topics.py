@@ -9,7 +9,14 @@ import struct
 import time
 
 import pytest
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import (
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Producer,
+    TopicCollection,
+    TopicPartition,
+)
 from confluent_kafka.admin import (
     AdminClient,
     AlterConfigOpType,
@@ -86,6 +93,10 @@ def test_internal_topics_cannot_be_created_by_clients(broker):
     # internal topics are a fixed list).
     admin.create_topics([NewTopic("__mine", 1, 1)])["__mine"].result(10)
     assert _produce_error(broker.bootstrap_servers, "__mine") is None
+    _commit(broker.bootstrap_servers, "g", "__mine", 1)  # creates __consumer_offsets
+    described = admin.describe_topics(TopicCollection(["__mine", OFFSETS]))
+    assert not described["__mine"].result(10).is_internal
+    assert described[OFFSETS].result(10).is_internal
 
 
 def _record(key: dict, value) -> Record:
