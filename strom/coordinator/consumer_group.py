@@ -13,6 +13,11 @@ epoch. Each member moves towards its target in steps:
    its target partitions that no other member still owns; the others
    follow in later heartbeats, when their previous owners have let go.
 
+A static member (group.instance.id) that leaves with epoch -2 keeps its
+place and target until its session times out; its next incarnation takes
+both, so a restart moves no partition. A member that does not revoke
+within its rebalance timeout is removed, as in Kafka.
+
 Membership lives in memory: after a broker restart members get
 UNKNOWN_MEMBER_ID and join again with epoch 0, while their committed
 offsets (in __consumer_offsets) are kept.
@@ -67,7 +72,7 @@ class ConsumerGroup:
         if self.assignment_epoch < self.group_epoch:
             return ASSIGNING
         if any(m.member_epoch != self.assignment_epoch or m.assigned != m.target
-               for m in self.members.values()):
+               for m in self.members.values() if m.member_epoch != STATIC_LEAVE_EPOCH):
             return RECONCILING
         return STABLE
 
@@ -100,6 +105,14 @@ class ConsumerGroups:
             return self._error(ErrorCode.unsupported_assignor,
                                f"assignor {assignor!r}: use one of {', '.join(ASSIGNORS)}", member_id)
         group = self.groups.setdefault(group_id, ConsumerGroup(group_id))
+        away = group.members.get(member_id)
+        if epoch == STATIC_LEAVE_EPOCH and away is not None and away.instance_id:
+            # As Kafka: a static member that leaves "for now" (a restart)
+            # keeps its target, so nobody else takes its partitions before
+            # it is back or its session times out; no new group epoch.
+            away.member_epoch, away.assigned, away.revoking = STATIC_LEAVE_EPOCH, {}, set()
+            return {"error_code": 0, "member_id": member_id, "member_epoch": epoch,
+                    "heartbeat_interval": self.heartbeat_interval_ms, "assignment": None}
         if epoch in (LEAVE_EPOCH, STATIC_LEAVE_EPOCH):
             if group.members.pop(member_id, None) is not None:
                 group.group_epoch += 1
@@ -116,6 +129,7 @@ class ConsumerGroups:
                                         rebalance_timeout_ms)
                 if instance_id:  # a static member replaces its previous incarnation
                     for other in [m for m in group.members.values() if m.instance_id == instance_id]:
+                        member.target = other.target  # and keeps its partitions (sticky)
                         del group.members[other.member_id]
                 group.members[member_id] = member
                 group.group_epoch += 1

@@ -10,12 +10,13 @@ from strom.coordinator.consumer_group import ConsumerGroups
 class Client:
     """What a consumer sends: its epoch, and what it owns after each change."""
 
-    def __init__(self, groups: ConsumerGroups, rebalance_timeout_ms: int = 1000):
+    def __init__(self, groups: ConsumerGroups, rebalance_timeout_ms: int = 1000,
+                 instance_id: str | None = None):
         self.groups, self.member_id, self.epoch, self.owned = groups, "", 0, None
-        self.rebalance_timeout_ms = rebalance_timeout_ms
+        self.rebalance_timeout_ms, self.instance_id = rebalance_timeout_ms, instance_id
 
     def heartbeat(self, ack: bool = True) -> dict:
-        r = self.groups.heartbeat("g", self.member_id, self.epoch, None, None,
+        r = self.groups.heartbeat("g", self.member_id, self.epoch, self.instance_id, None,
                                   self.rebalance_timeout_ms,
                                   ["t"] if self.epoch == 0 else None, None,
                                   self.owned if ack else None, "client", "host")
@@ -93,3 +94,31 @@ def test_a_member_that_does_not_revoke_within_its_rebalance_timeout_is_removed()
     assert [(g, m) for g, m, _ in gone] == [("g", a.member_id)]
     b.heartbeat()
     assert b.holds() == {0, 1}
+
+
+def settle(groups, clients, rounds=4):
+    for _ in range(rounds):
+        for client in clients:
+            client.heartbeat()
+            no_partition_owned_twice(groups)
+
+
+def test_a_static_member_restart_moves_no_partition():
+    groups = ConsumerGroups(lambda names: {"t": 5}, session_timeout_ms=60_000)
+    a, b, c = (Client(groups, instance_id=i) for i in ("ia", "ib", "ic"))
+    for client in (a, b, c):
+        client.heartbeat()
+        settle(groups, [a, b, c])
+    held = {x.instance_id: x.holds() for x in (a, b, c)}
+    assert sorted(len(h) for h in held.values()) == [1, 2, 2]
+    a.epoch = -2  # a static leave: the client restarts
+    a.heartbeat()
+    settle(groups, [b, c])
+    assert (b.holds(), c.holds()) == (held["ib"], held["ic"])  # a's partitions wait for it
+    restarted = Client(groups, instance_id="ia")
+    restarted.heartbeat()
+    settle(groups, [restarted, b, c])
+    assert restarted.member_id != a.member_id
+    assert restarted.holds() == held["ia"]
+    assert (b.holds(), c.holds()) == (held["ib"], held["ic"])
+    assert groups.groups["g"].state == "Stable"
