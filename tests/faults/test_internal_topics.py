@@ -26,7 +26,6 @@ from confluent_kafka.admin import (
     NewTopic,
 )
 
-from strom.coordinator import records as rec
 from strom.records import Record, build_batch
 from strom.records.batch import BATCH_HEADER_SIZE, crc32c, iter_batches
 
