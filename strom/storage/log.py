@@ -30,7 +30,7 @@ from strom.records.batch import (
     patch_max_timestamp,
     validate_batch,
 )
-from strom.storage import files
+from strom.storage import checkpoint, files
 from strom.storage.config import LogConfig
 from strom.storage.errors import LogWriteError, OffsetOutOfRangeError, RecordTooLargeError
 from strom.storage.producer_state import ProducerStateTable
@@ -49,6 +49,7 @@ class AppendResult(NamedTuple):
 
 
 _OFFSET = struct.Struct(">q")
+_SCRUB_STEP = 1024 * 1024  # bytes checked per hold of the log's lock
 
 
 def now_ms() -> int:
@@ -67,6 +68,8 @@ class PartitionLog:
         self._lock = threading.RLock()
         self._flush_lock = threading.Lock()
         self._werr: LogWriteError | None = None
+        # (segment, good size) after a write that failed and can be undone
+        self._undo: tuple[Segment, int] | None = None
         self._dir_dirty = False
         self.unflushed_messages = 0
         self.first_unflushed_ms: int | None = None
@@ -82,7 +85,7 @@ class PartitionLog:
 
     def _load(self, recovery_point: int | None, clean: bool) -> None:
         names = self.medium.listdir(self.directory)
-        bases = set()
+        bases, swapped = set(), set()
         for name in names:
             parsed = files.parse_segment_name(name)
             path = f"{self.directory}/{name}"
@@ -99,6 +102,7 @@ class PartitionLog:
                 for s in (files.INDEX_SUFFIX, files.TIME_INDEX_SUFFIX):
                     self.medium.remove(f"{self.directory}/{files.segment_name(base, s)}")
                 bases.add(base)
+                swapped.add(base)
                 clean = False
             elif suffix == files.LOG_SUFFIX:
                 bases.add(base)
@@ -107,8 +111,7 @@ class PartitionLog:
             if parsed and parsed[1] in (files.INDEX_SUFFIX, files.TIME_INDEX_SUFFIX) \
                     and parsed[0] not in bases:
                 self.medium.remove(f"{self.directory}/{name}")
-        start_path = f"{self.directory}/{files.LOG_START_OFFSET_FILE}"
-        stored_start = int(self.medium.read(start_path)) if self.medium.exists(start_path) else 0
+        stored_start = self._read_log_start_offset()
         for base in sorted(bases):
             self.segments.append(self._new_segment(base))
         if not self.segments:
@@ -117,41 +120,58 @@ class PartitionLog:
         first_to_recover = 0
         if not clean and recovery_point is not None:
             first_to_recover = max(bisect_right(self.bases, recovery_point) - 1, 0)
+        self.segments[-1].active = True
         for i, seg in enumerate(self.segments):
             if clean or i < first_to_recover:
                 seg.load()
                 continue
-            cut = seg.recover()
+            # Only the active segment's end is cut: damage in an earlier one
+            # is quarantined, and the intact segments after it stay.
+            cut = seg.recover(truncate_tail=seg.active)
             if cut:
                 log.warning("%s: recovery truncated %d bytes of segment %d; now ends at offset %d",
                             self.directory, cut, seg.base_offset, seg.next_offset)
-                for later in self.segments[i + 1 :]:
-                    log.warning("%s: deleting segment %d after the truncation point",
-                                self.directory, later.base_offset)
-                    later.delete()
-                del self.segments[i + 1 :]
-                break
         if self.log_end_offset < stored_start:
-            # The crash took unflushed data that DeleteRecords had already
-            # moved the start past: start again, empty, there (as Kafka).
-            log.warning("%s: log ends at %d, below its start offset %d: deleting every "
-                        "segment and starting empty at %d", self.directory, self.log_end_offset,
-                        stored_start, stored_start)
-            for seg in self.segments:
+            # DeleteRecords fsyncs the data below the new start before it
+            # writes the file, so only damage puts the start past the end:
+            # the segments say more than the file (Kafka would delete them).
+            log.warning("%s: %s says %d, past the log end offset %d: ignored, the log "
+                        "starts at %d", self.directory, files.LOG_START_OFFSET_FILE, stored_start,
+                        self.log_end_offset, self.segments[0].base_offset)
+            stored_start = 0
+        # A segment must start at or after the end of the one before it, but
+        # for those a compacted group's interrupted swap covers (cleaner.py).
+        kept = self.segments[:1]
+        for seg in self.segments[1:]:
+            if seg.base_offset < kept[-1].next_offset:
+                if kept[-1].base_offset not in swapped:
+                    raise LogWriteError(f"{self.directory}: segments overlap at {seg.base_offset}")
+                log.info("%s: deleting segment %d, merged into %d by a compaction a crash "
+                         "interrupted", self.directory, seg.base_offset, kept[-1].base_offset)
                 seg.delete()
-            self.segments = [self._new_segment(stored_start)]
-            self._dir_dirty = True
-        # A segment must start at or after the end of the one before it.
-        for prev, seg in zip(self.segments, self.segments[1:]):
-            if seg.base_offset < prev.next_offset:
-                raise LogWriteError(f"{self.directory}: segments overlap at {seg.base_offset}")
+                continue
+            kept.append(seg)
+        self.segments = kept
+        self.active.log_file.pin()  # every produce writes it: outside the file cache
         self.log_start_offset = max(stored_start, self.segments[0].base_offset)
         self.recovery_point = self.log_end_offset
         if not clean:
             self.flush()
 
+    def _read_log_start_offset(self) -> int:
+        path = f"{self.directory}/{files.LOG_START_OFFSET_FILE}"
+        if not self.medium.exists(path):
+            return 0
+        offset = checkpoint.load_offset(self.medium.read(path))
+        if offset is None:
+            log.warning("%s: %s is damaged: ignored, the log starts at its first segment",
+                        self.directory, files.LOG_START_OFFSET_FILE)
+            return 0
+        return offset
+
     def _new_segment(self, base_offset: int) -> Segment:
-        return Segment(self.medium, self.directory, base_offset, self.config.index_interval_bytes)
+        return Segment(self.medium, self.directory, base_offset, self.config.index_interval_bytes,
+                       lock=self._lock)
 
     def segments_snapshot(self) -> list[Segment]:
         """The current segment list, for readers on other threads (cleaner)."""
@@ -194,7 +214,7 @@ class PartitionLog:
         config = self.config
         with self._lock:
             if self._werr:
-                raise self._werr
+                self._undo_failed_write()
             seg = self.segments[-1]
             offset = seg.next_offset
             buffers, positioned, pos = [], [], 0
@@ -238,11 +258,14 @@ class PartitionLog:
                     or first.max_timestamp - seg.first_batch_timestamp > config.segment_ms
                 ):
                     seg = self._roll()  # segment.bytes, segment.ms, or 31-bit relative offsets
+                    seg_size = 0
                 seg.append(buffers, pos, positioned)
             except OSError as e:
-                self._werr = LogWriteError(f"{self.directory}: write failed: {e}")
-                log.error("%s", self._werr)
-                raise self._werr from e
+                self._write_failed(seg, seg_size, e)
+            if self._undo is not None:
+                log.warning("%s: writes succeed again; the partition takes produce again",
+                            self.directory)
+                self._undo = None
             if self._producers is not None:
                 for _, h in positioned:
                     if h.producer_id >= 0 and h.base_sequence >= 0:
@@ -256,6 +279,36 @@ class PartitionLog:
                 log_append_time if config.log_append_time else -1,
                 self.log_start_offset, positioned, False,
             ))
+
+    def _write_failed(self, seg: Segment, good_size: int, error: OSError) -> None:
+        """A write failed part-way (ENOSPC, EIO): cut the segment back to
+        its last good size at once, so readers never see the partial bytes,
+        and refuse produce until a retry succeeds (`_undo_failed_write`)."""
+        self._werr = LogWriteError(f"{self.directory}: write failed: {error}")
+        self._undo = (seg, good_size)
+        try:
+            seg.log_file.truncate(good_size)
+        except OSError as e:
+            log.error("%s; cutting back the partial write failed too: %s", self._werr, e)
+        else:
+            log.error("%s; the partial write was cut back, produce is refused until a "
+                      "write succeeds again", self._werr)
+        raise self._werr from error
+
+    def _undo_failed_write(self) -> None:
+        """Before the next append after a failed write: make sure the partial
+        write is gone, then let the append try. An error that cannot be
+        undone (an fsync or a read failed, or no known good size) stays."""
+        if self._undo is None:
+            raise self._werr
+        seg, good_size = self._undo
+        if seg is not self.active:
+            raise self._werr
+        try:
+            seg.log_file.truncate(good_size)
+        except OSError as e:
+            raise self._werr from e
+        self._werr = None  # a failure of this append sets it again
 
     @property
     def producer_state(self) -> ProducerStateTable:
@@ -275,7 +328,12 @@ class PartitionLog:
 
     def _roll(self) -> Segment:
         if not self.active.is_empty:
-            self.segments.append(self._new_segment(self.log_end_offset))
+            fresh = self._new_segment(self.log_end_offset)
+            fresh.log_file.pin()
+            old = self.active
+            old.log_file.unpin()
+            old.active, fresh.active = False, True
+            self.segments.append(fresh)
             self._dir_dirty = True
         return self.active
 
@@ -289,6 +347,8 @@ class PartitionLog:
             if offset < self.log_start_offset or offset > end:
                 raise OffsetOutOfRangeError(offset, self.log_start_offset, end)
             i = max(bisect_right(self.bases, offset) - 1, 0)
+            active = self.segments[-1]
+            cuts = active.cuts
             try:
                 for seg in self.segments[i:]:
                     data = seg.read(max(offset, seg.base_offset), max_bytes, min_one)
@@ -299,7 +359,51 @@ class PartitionLog:
                     self._werr = LogWriteError(f"{self.directory}: {e}")
                     log.error("%s", self._werr)
                 raise self._werr from e
+            finally:
+                if active.cuts != cuts:
+                    self._after_cut()
             return b""
+
+    def _after_cut(self) -> None:
+        """Damage at the end of the log was cut off: it ends earlier now."""
+        self._producers = None  # rebuilt from what is left
+        self.recovery_point = min(self.recovery_point, self.log_end_offset)
+
+    def scrub(self, budget_bytes: int) -> int:
+        """CRC-check up to about `budget_bytes` of batches that no check
+        covered since the log was opened (after a clean stop: all of it),
+        quarantining damage as reads do. Returns the bytes checked; 0 when
+        everything is checked. For a background thread: the lock is held
+        for one step of at most _SCRUB_STEP bytes at a time."""
+        done = 0
+        for seg in self.segments_snapshot():
+            while done < budget_bytes:
+                with self._lock:
+                    if self._werr or seg not in self.segments:
+                        break
+                    cuts = seg.cuts
+                    try:
+                        n = seg.scrub(min(budget_bytes - done, _SCRUB_STEP))
+                    except OSError as e:
+                        self._werr = LogWriteError(f"{self.directory}: {e}")
+                        log.error("%s", self._werr)
+                        raise self._werr from e
+                    if seg.cuts != cuts:
+                        self._after_cut()
+                if not n:
+                    break
+                done += n
+        return done
+
+    @property
+    def unverified_bytes(self) -> int:
+        """Bytes of batches not CRC-checked since open (what scrub has left)."""
+        return sum(max(s.unverified_end - s.verified_to, 0) for s in self.segments)
+
+    @property
+    def damage_found(self) -> int:
+        """Damaged ranges quarantined or cut since open (a metric)."""
+        return sum(s.damage_found + s.cuts for s in self.segments)
 
     def offset_for_timestamp(self, timestamp: int) -> tuple[int, int] | None:
         """(offset, timestamp) of the first record at or after `timestamp`."""
@@ -395,7 +499,10 @@ class PartitionLog:
             total = self.size
             count = 0
             for seg in self.segments[:-1]:
-                below_start = seg.next_offset <= self.log_start_offset
+                # (an empty segment at the start offset is not below it: deleting
+                # it would move the start of a compacted log at every restart)
+                below_start = seg.next_offset <= self.log_start_offset and not (
+                    seg.is_empty and seg.base_offset >= self.log_start_offset)
                 expired = cfg.delete and cfg.retention_ms >= 0 and 0 <= seg.max_timestamp < now - cfg.retention_ms
                 oversized = cfg.delete and cfg.retention_bytes >= 0 and total - seg.size >= cfg.retention_bytes
                 if not (below_start or expired or oversized):
@@ -408,13 +515,18 @@ class PartitionLog:
         """DeleteRecords: move log_start_offset up to `offset` (at most the
         high watermark); whole segments below it go with the next retention
         pass. Returns the new log_start_offset."""
+        if offset > self.recovery_point:
+            self.flush()  # a start offset on disk is never past durable data
         with self._lock:
             if offset > self.high_watermark or offset < 0:
                 raise OffsetOutOfRangeError(offset, self.log_start_offset, self.high_watermark)
+        if offset > self.recovery_point:
+            self.flush()  # appended between the check above and the first flush
+        with self._lock:
             if offset > self.log_start_offset:
                 self.log_start_offset = offset
                 self.medium.write_atomic(
-                    f"{self.directory}/{files.LOG_START_OFFSET_FILE}", str(offset).encode()
+                    f"{self.directory}/{files.LOG_START_OFFSET_FILE}", checkpoint.dump_offset(offset)
                 )
         self.apply_retention()
         return self.log_start_offset
@@ -425,6 +537,8 @@ class PartitionLog:
         with self._flush_lock, self._lock:
             while len(self.segments) > 1 and self.active.base_offset >= offset:
                 self.segments.pop().delete()
+            self.active.log_file.pin()
+            self.active.active = True
             self.active.truncate_to(offset)
             self._producers = None  # rebuilt from what is left
             self.recovery_point = min(self.recovery_point, self.log_end_offset)
@@ -432,18 +546,29 @@ class PartitionLog:
                 self.log_start_offset = self.log_end_offset
 
     def replace_segment(self, old: Segment, cleaned_path: str) -> None:
-        """Swap a compacted copy in for `old`: `.cleaned` -> `.swap` -> `.log`.
-        A crash after the first rename finishes the swap at load."""
-        swap_path = old.path(files.LOG_SUFFIX + files.SWAP_SUFFIX)
+        self.replace_segments([old], cleaned_path)
+
+    def replace_segments(self, olds: list[Segment], cleaned_path: str) -> None:
+        """Swap a compacted copy of the adjacent segments `olds` in for them:
+        `.cleaned` -> `.swap`, the others deleted, `.swap` -> the first's `.log`.
+        A crash after the first rename finishes the swap at load, deleting
+        the segments the swapped one covers."""
+        first = olds[0]
+        swap_path = first.path(files.LOG_SUFFIX + files.SWAP_SUFFIX)
         self.medium.rename(cleaned_path, swap_path)
+        self.medium.sync_dir(self.directory)
         with self._flush_lock, self._lock:
-            i = self.segments.index(old)
-            old.close()
-            self.medium.rename(swap_path, old.path(files.LOG_SUFFIX))
-            fresh = self._new_segment(old.base_offset)
+            i = self.segments.index(first)
+            if self.segments[i : i + len(olds)] != olds:
+                raise LogWriteError(f"{self.directory}: segments changed under the cleaner")
+            for seg in olds[1:]:
+                seg.delete()
+            first.close()
+            self.medium.rename(swap_path, first.path(files.LOG_SUFFIX))
+            fresh = self._new_segment(first.base_offset)
             fresh.rebuild_indexes()
-            fresh.next_offset = max(fresh.next_offset, old.next_offset)
-            self.segments[i] = fresh
+            fresh.next_offset = max(fresh.next_offset, olds[-1].next_offset)
+            self.segments[i : i + len(olds)] = [fresh]
         self.medium.sync_dir(self.directory)
 
     def close(self) -> None:
