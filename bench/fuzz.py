@@ -341,12 +341,14 @@ def abuser(port: int, seed: int, stop, results):
     rng = random.Random(seed)
     wire = Wire(port)
     stats = Counter()
+    events = []
     scenarios = ["nonreader", "slow", "partial", "bomb-zstd", "bomb-gzip"]
     n = 0
     while not stop.is_set():
         scenario = scenarios[n % len(scenarios)]
         n += 1
         stats[scenario] += 1
+        events.append((round(time.time(), 2), scenario))
         try:
             if scenario == "nonreader":
                 s = socket.create_connection(("127.0.0.1", port), timeout=5)
@@ -381,7 +383,7 @@ def abuser(port: int, seed: int, stop, results):
         stop.wait(0.5)
     wire.close()
     stats.update({f"abuser-{k}": v for k, v in wire.stats.items()})
-    results.put(dict(stats))
+    results.put({**stats, "events": events})
 
 
 # -- the canary -----------------------------------------------------------------------------
@@ -395,6 +397,7 @@ def canary(port: int, stop, results):
 
     bootstrap = f"127.0.0.1:{port}"
     latencies = []
+    slow = []  # (sent at, latency) over 50 ms
     errors = Counter()
     p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0, "acks": "all",
                   "reconnect.backoff.max.ms": 200})
@@ -414,6 +417,8 @@ def canary(port: int, stop, results):
                 continue
             sent = struct.unpack(">q", m.value())[0]
             latencies.append((time.time_ns() - sent) / 1e6)
+            if latencies[-1] > 50:
+                slow.append((round(sent / 1e9, 2), round(latencies[-1], 1)))
 
     t = threading.Thread(target=consume)
     t.start()
@@ -432,7 +437,7 @@ def canary(port: int, stop, results):
     consuming.clear()
     t.join()
     c.close()
-    results.put({"sent": sent, "latencies": latencies, "errors": dict(errors)})
+    results.put({"sent": sent, "latencies": latencies, "errors": dict(errors), "slow": slow})
 
 
 # -- the run ----------------------------------------------------------------------------------
@@ -506,8 +511,11 @@ def run(inputs: int, seed: int, workers: int = 2, verbose: bool = True,
         elapsed = time.monotonic() - started
         stop.set()
         outcomes = Counter()
+        events = []
         for _ in range(workers + 1):
-            outcomes.update(results.get(timeout=60))
+            r = results.get(timeout=60)
+            events = r.pop("events", events)
+            outcomes.update(r)
         latency = canary_q.get(timeout=60)
         for p in (*procs, canary_p, abuse_p):
             p.join(30)
@@ -537,6 +545,11 @@ def run(inputs: int, seed: int, workers: int = 2, verbose: bool = True,
             "canary_p50_ms": _percentile(lat, 0.5),
             "canary_p99_ms": _percentile(lat, 0.99),
             "canary_max_ms": round(max(lat), 1) if lat else None,
+            # the slowest canary records, each with the abuser scenario begun last before it
+            "canary_slowest": [
+                (ms, next((f"{e} {at - t:+.2f}s" for t, e in reversed(events) if t <= at + 0.5),
+                          "-"))
+                for at, ms in sorted(latency["slow"], key=lambda x: -x[1])[:8]],
             "broker_log": broker.log_path,
         }
         return report
