@@ -113,6 +113,22 @@ class Broker:
                 self.proc.wait()
 
 
+def topic_ids(port: int) -> list:
+    """The ids of the pool's topics, from a Metadata v12 request."""
+    from kio.serial import entity_reader
+
+    from strom.protocol.build import build
+    from strom.protocol.schemas import encode, request_class, response_class
+
+    body = encode(build(request_class(3, 12), {"topics": [{"name": t} for t in fi.TOPICS]}))
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(fi.frame(3, 12, body, 1))
+        size = struct.unpack(">i", s.recv(4, socket.MSG_WAITALL))[0]
+        data = s.recv(size, socket.MSG_WAITALL)
+    response, _ = entity_reader(response_class(3, 12))(data, 5)
+    return [t.topic_id for t in response.topics if t.topic_id]
+
+
 def setup_topics(port: int):
     from confluent_kafka import Producer
     from confluent_kafka.admin import AdminClient, NewTopic
@@ -287,10 +303,12 @@ def make_input(rng: random.Random, pools: Pools, cid: int) -> tuple[bytes, bool]
     return fi.frame(0, version, body, cid), True
 
 
-def worker(port: int, seed: int, count: int, deadline: float, ready, progress, results):
+def worker(port: int, seed: int, count: int, deadline: float, ids, ready, progress,
+           results):
     from strom.broker import router
 
     router.load_handlers()
+    fi.TOPIC_IDS[:] = ids
     rng = random.Random(seed)
     served = [(a.key, v) for a in router.HANDLERS.values()
               for v in range(a.min_version, a.max_version + 1)]
@@ -480,8 +498,9 @@ def run(inputs: int, seed: int, workers: int = 2, verbose: bool = True,
         progress, results, canary_q, ready = ctx.Queue(), ctx.Queue(), ctx.Queue(), ctx.Queue()
         share = [inputs // workers + (1 if i < inputs % workers else 0) for i in range(workers)]
         deadline = time.time() + max_seconds
+        ids = topic_ids(broker.port)
         procs = [ctx.Process(target=worker, args=(broker.port, seed * 1000 + i + 1, share[i],
-                                                  deadline, ready, progress, results))
+                                                  deadline, ids, ready, progress, results))
                  for i in range(workers)]
         for p in procs:
             p.start()
