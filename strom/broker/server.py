@@ -12,6 +12,7 @@ import signal
 import time
 
 from strom.broker import router
+from strom.broker.budget import RequestBudget
 from strom.broker.config import BrokerConfig
 from strom.broker.connection import Connection
 from strom.broker.notify import AppendNotifier
@@ -30,6 +31,7 @@ class Broker:
         self.port: int | None = None
         self._server: asyncio.base_events.Server | None = None
         self.connections: set[Connection] = set()
+        self.request_budget = RequestBudget(self.config.queued_max_request_bytes)
         self._stopped = asyncio.Event()
 
     async def start(self) -> None:
