@@ -7,3 +7,9 @@ class InvalidRecordError(ValueError):
 
 class CorruptRecordError(InvalidRecordError):
     """A batch is truncated or its CRC-32C does not match its contents."""
+
+
+class DecompressionLimitError(InvalidRecordError):
+    """A batch's records decompress to more bytes than the log allows (a
+    compression bomb, or a batch over the limit): refused before it is
+    inflated whole. Kafka's code for it is MESSAGE_TOO_LARGE."""

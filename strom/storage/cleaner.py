@@ -36,6 +36,7 @@ import struct
 from collections import deque
 
 from strom.records.batch import BATCH_HEADER_SIZE, LOG_OVERHEAD, batch_records, build_batch, crc32c
+from strom.records.codecs import MAX_DECOMPRESSED_BYTES
 from strom.storage import files
 from strom.storage.log import PartitionLog, now_ms
 from strom.storage.producer_state import WINDOW
@@ -56,6 +57,7 @@ def clean(plog: PartitionLog, now: int | None = None) -> int:
     cleanable = [s for s in segments[:-1] if s.max_timestamp < now - cfg.min_compaction_lag_ms]
     if not any(not s.is_empty for s in cleanable):
         return 0
+    limit = max(MAX_DECOMPRESSED_BYTES, cfg.max_message_bytes)  # as append allowed
     latest: dict[bytes, int] = {}
     last_batches: dict[int, deque] = {}
     for seg in segments:
@@ -65,7 +67,7 @@ def clean(plog: PartitionLog, now: int | None = None) -> int:
                     header.base_offset)
             if header.is_control:
                 continue
-            for r in batch_records(raw):
+            for r in batch_records(raw, 0, limit):
                 if r.key is not None:
                     latest[r.key] = r.offset
     retained = {base for bases in last_batches.values() for base in bases}
@@ -135,7 +137,7 @@ def _clean_batch(cfg, header, raw: bytes, latest: dict[bytes, int], now: int):
         return raw, 0
     if not header.records_count:
         return None, 0  # an empty batch kept earlier: written again only if still needed
-    records = batch_records(raw)
+    records = batch_records(raw, 0, max(MAX_DECOMPRESSED_BYTES, cfg.max_message_bytes))
     kept = [
         r for r in records
         if (r.key is None or latest.get(r.key) == r.offset)

@@ -25,11 +25,12 @@ from typing import NamedTuple
 from strom.records.batch import (
     LOG_OVERHEAD,
     BatchHeader,
-    batch_records,
+    batch_size_at,
     patch_base_offset,
     patch_max_timestamp,
     validate_batch,
 )
+from strom.records.codecs import MAX_DECOMPRESSED_BYTES
 from strom.storage import checkpoint, files
 from strom.storage.config import LogConfig
 from strom.storage.errors import LogWriteError, OffsetOutOfRangeError, RecordTooLargeError
@@ -221,13 +222,19 @@ class PartitionLog:
             log_append_time = now
             if now is None and (config.log_append_time or self.first_unflushed_ms is None):
                 log_append_time = now_ms()  # only when used: time.time() is not free
+            # Records may decompress beyond max.message.bytes (it bounds the
+            # batch as stored), but not without bound.
+            max_decompressed = max(MAX_DECOMPRESSED_BYTES, config.max_message_bytes)
             while pos < end:
-                header = validate_batch(view, pos, strict=validate, base_offset=offset)
-                size = header[1] + LOG_OVERHEAD
-                if size > config.max_message_bytes:
+                size = batch_size_at(view, pos)
+                if size is not None and size > config.max_message_bytes:
+                    # Before its CRC or records are read, as Kafka does.
                     raise RecordTooLargeError(
                         f"batch of {size} bytes exceeds max.message.bytes {config.max_message_bytes}"
                     )
+                header = validate_batch(view, pos, strict=validate, base_offset=offset,
+                                        max_decompressed=max_decompressed)
+                size = header[1] + LOG_OVERHEAD
                 if header.producer_id >= 0 and header.base_sequence >= 0:
                     duplicate = self.producer_state.check(header)
                     if duplicate is not None:
@@ -429,9 +436,7 @@ class PartitionLog:
                 if header.max_timestamp == target:
                     if header.timestamp_type == 1:
                         return header.last_offset, target
-                    for r in batch_records(raw):
-                        if r.timestamp == target:
-                            return r.offset, target
+                    return seg.offset_in_batch(raw, target) or (header.base_offset, target)
             return None
 
     # -- durability --------------------------------------------------------------

@@ -33,8 +33,8 @@ from bisect import bisect_left
 from strom.records.batch import (
     BATCH_HEADER_SIZE,
     BatchHeader,
-    batch_records,
     iter_batches,
+    offset_for_timestamp,
     validate_batch,
 )
 from strom.records.errors import InvalidRecordError
@@ -511,14 +511,26 @@ class Segment:
         while pos < size:
             header = BatchHeader.parse(self.log_file.pread(pos, BATCH_HEADER_SIZE))
             if header.max_timestamp >= timestamp:
-                raw = self.log_file.pread(pos, header.size)
                 if header.timestamp_type == 1:  # LogAppendTime: one time for all
                     return header.base_offset, header.max_timestamp
-                for record in batch_records(raw):
-                    if record.timestamp >= timestamp:
-                        return record.offset, record.timestamp
+                found = self.offset_in_batch(self.log_file.pread(pos, header.size), timestamp)
+                if found:
+                    return found
             pos += header.size
         return None
+
+    def offset_in_batch(self, raw, timestamp: int) -> tuple[int, int] | None:
+        """(offset, timestamp) of the first record at or after `timestamp`
+        in one batch. One whose records cannot be read (damaged, or over
+        the decompression limit) answers with its first offset: a reader
+        then starts at that batch, which is never after the one it wants."""
+        try:
+            return offset_for_timestamp(raw, 0, timestamp)
+        except InvalidRecordError as e:
+            header = BatchHeader.parse(raw)
+            log.warning("%s: batch at offset %d: %s; answering with its base offset",
+                        self.path(files.LOG_SUFFIX), header.base_offset, e)
+            return header.base_offset, header.max_timestamp
 
     # -- truncation and lifecycle -------------------------------------------
 
