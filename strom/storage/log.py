@@ -110,8 +110,7 @@ class PartitionLog:
             if parsed and parsed[1] in (files.INDEX_SUFFIX, files.TIME_INDEX_SUFFIX) \
                     and parsed[0] not in bases:
                 self.medium.remove(f"{self.directory}/{name}")
-        start_path = f"{self.directory}/{files.LOG_START_OFFSET_FILE}"
-        stored_start = int(self.medium.read(start_path)) if self.medium.exists(start_path) else 0
+        stored_start = self._read_start_offset()
         for base in sorted(bases):
             self.segments.append(self._new_segment(base))
         if not self.segments:
@@ -131,6 +130,14 @@ class PartitionLog:
             if cut:
                 log.warning("%s: recovery truncated %d bytes of segment %d; now ends at offset %d",
                             self.directory, cut, seg.base_offset, seg.next_offset)
+        if self.log_end_offset < stored_start and clean:
+            # Only a crash can leave the end below the start (it took batches
+            # DeleteRecords had moved past): after a clean stop the file is
+            # wrong. Never delete data for it.
+            log.error("%s: %s says %d, past the log end %d after a clean stop: ignoring it; "
+                      "the log starts at %d", self.directory, files.LOG_START_OFFSET_FILE,
+                      stored_start, self.log_end_offset, self.segments[0].base_offset)
+            stored_start = 0
         if self.log_end_offset < stored_start:
             # The crash took unflushed data that DeleteRecords had already
             # moved the start past: start again, empty, there (as Kafka).
@@ -151,6 +158,21 @@ class PartitionLog:
         self.recovery_point = self.log_end_offset
         if not clean:
             self.flush()
+
+    def _read_start_offset(self) -> int:
+        """The persisted log_start_offset, or 0 when there is none or it
+        does not read as an offset (then records DeleteRecords removed may
+        be readable again: better than deleting any)."""
+        path = f"{self.directory}/{files.LOG_START_OFFSET_FILE}"
+        if not self.medium.exists(path):
+            return 0
+        raw = self.medium.read(path)
+        text = raw.strip()
+        if text.isdigit() and len(text) < 20:
+            return int(text)
+        log.error("%s: %s holds %r, not an offset: ignoring it", self.directory,
+                  files.LOG_START_OFFSET_FILE, raw[:40])
+        return 0
 
     def _new_segment(self, base_offset: int) -> Segment:
         return Segment(self.medium, self.directory, base_offset, self.config.index_interval_bytes,

@@ -125,3 +125,13 @@ def test_garbage_after_the_last_batch_after_a_clean_stop(tmp_path):
     assert _consume(plog) == list(range(90))
     assert plog.append(batch([b"after"])).base_offset == 90
     assert _consume(plog) == list(range(91))
+
+
+@pytest.mark.parametrize("content", [b"999999999", b"\x00\x00", b"", b"12x"])
+def test_a_wrong_log_start_offset_file_deletes_nothing(tmp_path, content, caplog):
+    _fill(tmp_path)
+    (tmp_path / "t-0" / "log-start-offset").write_bytes(content)
+    plog = PartitionLog(DiskMedium(str(tmp_path)), "t-0", CONFIG, clean=True)
+    assert plog.log_start_offset == 0
+    assert _consume(plog) == list(range(90))
+    assert "log-start-offset" in caplog.text
