@@ -27,9 +27,11 @@ fd that is being appended to is safe).
 """
 
 import logging
+import struct
 import threading
 from bisect import bisect_left
 
+from strom.records import batch as _batch
 from strom.records.batch import (
     BATCH_HEADER_SIZE,
     BatchHeader,
@@ -54,6 +56,9 @@ _RECOVER_CHUNK = 1024 * 1024
 # A read gives up after this many damaged ranges in a row (each is skipped).
 _MAX_DAMAGE_STEPS = 64
 _TROUBLE = object()
+_LENGTH = struct.Struct(">i")
+_HEAD = struct.Struct(">qiibI")  # base_offset, batch_length, leader epoch, magic, crc
+_DELTA = struct.Struct(">i")  # last_offset_delta, at 23
 
 
 class Segment:
@@ -344,20 +349,39 @@ class Segment:
         n = len(data)
         p = end = 0
         check_from, check_to = self.verified_to, self.unverified_end
+        if pos >= check_to or pos + n <= check_from:
+            # All checked before (by recovery, the scrub, an earlier read or
+            # the append): only the lengths are needed to find whole batches.
+            unpack = _LENGTH.unpack_from
+            while n - p >= BATCH_HEADER_SIZE:
+                size = unpack(data, p + 8)[0] + 12
+                if size < BATCH_HEADER_SIZE:
+                    return end, pos + p
+                if p + size > n:
+                    break
+                p = end = p + size
+            if 0 < n - p < BATCH_HEADER_SIZE and pos + n == limit:
+                return end, pos + p
+            return end, None
+        # Never checked since open: the framing (as damage.plausible, inline:
+        # this runs per batch) and the CRC.
         base = self.base_offset
+        view = memoryview(data)
+        head, delta = _HEAD.unpack_from, _DELTA.unpack_from
+        crc32c = _batch.crc32c
         while n - p >= BATCH_HEADER_SIZE:
-            header = BatchHeader.parse(data, p)
             at = pos + p
-            if not plausible(header, at, limit, base, base):
+            first, length, _, magic, crc = head(data, p)
+            size = length + 12
+            last = first + delta(data, p + 23)[0]
+            if (size < BATCH_HEADER_SIZE or at + size > limit or magic != 2 or first < base
+                    or last < first or last - base > 0xFFFFFFFF):
                 return end, at
-            if p + header.size > n:
+            if p + size > n:
                 break
-            if check_from <= at < check_to:
-                try:
-                    validate_batch(data, p)
-                except InvalidRecordError:
-                    return end, at
-            p = end = p + header.size
+            if check_from <= at < check_to and crc32c(view[p + 21 : p + size]) != crc:
+                return end, at
+            p = end = p + size
         if 0 < n - p < BATCH_HEADER_SIZE and pos + n == limit:
             return end, pos + p  # bytes at the end too few to be a batch
         if end and pos == check_from:
