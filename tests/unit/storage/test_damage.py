@@ -135,3 +135,28 @@ def test_a_wrong_log_start_offset_file_deletes_nothing(tmp_path, content, caplog
     assert plog.log_start_offset == 0
     assert _consume(plog) == list(range(90))
     assert "log-start-offset" in caplog.text
+
+
+def test_the_background_scrubber_finds_damage_at_a_bounded_rate(tmp_path):
+    import time
+
+    from strom.storage.scrubber import Scrubber
+
+    logs = _fill(tmp_path)
+    pos, header = _batches(logs[-2])[1]
+    _damage(logs[-2], pos + 30, "flip")
+    plog = PartitionLog(DiskMedium(str(tmp_path)), "t-0", CONFIG, clean=True)
+    rate = 40_000  # bytes per second: the log is ~12 KB
+    scrubber = Scrubber(bytes_per_s=rate, step_bytes=1000)
+    started = time.monotonic()
+    scrubber.watch(plog)
+    deadline = started + 10
+    while plog.unverified_bytes and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert plog.unverified_bytes == 0, "the scrub did not finish in 10 s"
+    elapsed = time.monotonic() - started
+    scrubber.close()
+    assert plog.damage_found == 1
+    assert scrubber.checked_bytes >= plog.size - 2000
+    assert elapsed >= (scrubber.checked_bytes - 1000) / rate * 0.9, "not rate-limited"
+    assert header.base_offset not in _consume(plog)

@@ -46,3 +46,27 @@ def test_logs_of_many_segments_holds_a_bounded_number_of_descriptors(tmp_path):
         assert len(read_all(plog)) == 60
         assert plog.append(batch([b"after"])).base_offset == 60
         plog.close()
+
+
+def test_running_out_of_descriptors_gives_back_idle_cached_ones(tmp_path):
+    import resource
+
+    config = LogConfig({"segment.bytes": "300", "retention.ms": "-1"})
+    medium = DiskMedium(str(tmp_path), max_open_files=10_000)
+    plog = PartitionLog(medium, "t-0", config)
+    for i in range(40):
+        plog.append(batch([b"v%04d" % i + b"x" * 200]))
+    assert medium.file_cache.open_files > 20
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    used = len(os.listdir("/proc/self/fd"))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (used + 1, hard))
+    try:
+        # Every further descriptor must come from the idle cached ones.
+        for _ in range(3):
+            assert [r.value[:5] for r in read_all(plog)][:40] == [b"v%04d" % i for i in range(40)]
+            plog.roll()
+            plog.append(batch([b"more"]))
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert not plog.failed
+    plog.close()
