@@ -33,6 +33,11 @@ class InvalidPartitionsError(StorageError):
     pass
 
 
+class TooManyPartitionsError(InvalidPartitionsError):
+    """A create that would not fit the file descriptor budget or the cap on
+    partitions: refused before anything is written (INVALID_PARTITIONS)."""
+
+
 class LogWriteError(StorageError):
     """The partition's disk failed: a write, an fsync or a read. Sticky: the
     partition refuses further writes rather than write around a hole it

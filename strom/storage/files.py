@@ -56,6 +56,25 @@ def parse_partition_dir_name(name: str) -> tuple[str, int] | None:
     return topic, int(num)
 
 
+# A partition directory being deleted is first renamed to
+# `<topic>-<partition>.<32 hex digits>-delete` (Kafka's name for it): only
+# directories so marked are removed at load.
+DELETE_DIR_SUFFIX = "-delete"
+
+
+def delete_dir_name(topic: str, partition: int, unique: str) -> str:
+    return f"{topic}-{partition}.{unique}{DELETE_DIR_SUFFIX}"
+
+
+def parse_delete_dir_name(name: str) -> tuple[str, int] | None:
+    if not name.endswith(DELETE_DIR_SUFFIX):
+        return None
+    stem, dot, unique = name[: -len(DELETE_DIR_SUFFIX)].rpartition(".")
+    if not dot or len(unique) != 32 or not all(c in "0123456789abcdef" for c in unique):
+        return None
+    return parse_partition_dir_name(stem)
+
+
 # Descriptors a partition holds at the least, whatever its number of
 # segments: its active segment's `.log`, pinned open because every produce
 # writes to it. Every other file (older segments' `.log`s, all indexes, a

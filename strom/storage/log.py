@@ -30,7 +30,7 @@ from strom.records.batch import (
     patch_max_timestamp,
     validate_batch,
 )
-from strom.storage import files
+from strom.storage import checkpoint, files
 from strom.storage.config import LogConfig
 from strom.storage.errors import LogWriteError, OffsetOutOfRangeError, RecordTooLargeError
 from strom.storage.producer_state import ProducerStateTable
@@ -85,7 +85,7 @@ class PartitionLog:
 
     def _load(self, recovery_point: int | None, clean: bool) -> None:
         names = self.medium.listdir(self.directory)
-        bases = set()
+        bases, swapped = set(), set()
         for name in names:
             parsed = files.parse_segment_name(name)
             path = f"{self.directory}/{name}"
@@ -102,6 +102,7 @@ class PartitionLog:
                 for s in (files.INDEX_SUFFIX, files.TIME_INDEX_SUFFIX):
                     self.medium.remove(f"{self.directory}/{files.segment_name(base, s)}")
                 bases.add(base)
+                swapped.add(base)
                 clean = False
             elif suffix == files.LOG_SUFFIX:
                 bases.add(base)
@@ -110,7 +111,7 @@ class PartitionLog:
             if parsed and parsed[1] in (files.INDEX_SUFFIX, files.TIME_INDEX_SUFFIX) \
                     and parsed[0] not in bases:
                 self.medium.remove(f"{self.directory}/{name}")
-        stored_start = self._read_start_offset()
+        stored_start = self._read_log_start_offset()
         for base in sorted(bases):
             self.segments.append(self._new_segment(base))
         if not self.segments:
@@ -130,49 +131,44 @@ class PartitionLog:
             if cut:
                 log.warning("%s: recovery truncated %d bytes of segment %d; now ends at offset %d",
                             self.directory, cut, seg.base_offset, seg.next_offset)
-        if self.log_end_offset < stored_start and clean:
-            # Only a crash can leave the end below the start (it took batches
-            # DeleteRecords had moved past): after a clean stop the file is
-            # wrong. Never delete data for it.
-            log.error("%s: %s says %d, past the log end %d after a clean stop: ignoring it; "
-                      "the log starts at %d", self.directory, files.LOG_START_OFFSET_FILE,
-                      stored_start, self.log_end_offset, self.segments[0].base_offset)
-            stored_start = 0
         if self.log_end_offset < stored_start:
-            # The crash took unflushed data that DeleteRecords had already
-            # moved the start past: start again, empty, there (as Kafka).
-            log.warning("%s: log ends at %d, below its start offset %d: deleting every "
-                        "segment and starting empty at %d", self.directory, self.log_end_offset,
-                        stored_start, stored_start)
-            for seg in self.segments:
+            # DeleteRecords fsyncs the data below the new start before it
+            # writes the file, so only damage puts the start past the end:
+            # the segments say more than the file (Kafka would delete them).
+            log.warning("%s: %s says %d, past the log end offset %d: ignored, the log "
+                        "starts at %d", self.directory, files.LOG_START_OFFSET_FILE, stored_start,
+                        self.log_end_offset, self.segments[0].base_offset)
+            stored_start = 0
+        # A segment must start at or after the end of the one before it, but
+        # for those a compacted group's interrupted swap covers (cleaner.py).
+        kept = self.segments[:1]
+        for seg in self.segments[1:]:
+            if seg.base_offset < kept[-1].next_offset:
+                if kept[-1].base_offset not in swapped:
+                    raise LogWriteError(f"{self.directory}: segments overlap at {seg.base_offset}")
+                log.info("%s: deleting segment %d, merged into %d by a compaction a crash "
+                         "interrupted", self.directory, seg.base_offset, kept[-1].base_offset)
                 seg.delete()
-            self.segments = [self._new_segment(stored_start)]
-            self.segments[0].active = True
-            self._dir_dirty = True
-        # A segment must start at or after the end of the one before it.
-        for prev, seg in zip(self.segments, self.segments[1:]):
-            if seg.base_offset < prev.next_offset:
-                raise LogWriteError(f"{self.directory}: segments overlap at {seg.base_offset}")
+                continue
+            kept.append(seg)
+        self.segments = kept
+        self.segments[-1].active = True
         self.active.log_file.pin()  # every produce writes it: outside the file cache
         self.log_start_offset = max(stored_start, self.segments[0].base_offset)
         self.recovery_point = self.log_end_offset
         if not clean:
             self.flush()
 
-    def _read_start_offset(self) -> int:
-        """The persisted log_start_offset, or 0 when there is none or it
-        does not read as an offset (then records DeleteRecords removed may
-        be readable again: better than deleting any)."""
+    def _read_log_start_offset(self) -> int:
         path = f"{self.directory}/{files.LOG_START_OFFSET_FILE}"
         if not self.medium.exists(path):
             return 0
-        raw = self.medium.read(path)
-        text = raw.strip()
-        if text.isdigit() and len(text) < 20:
-            return int(text)
-        log.error("%s: %s holds %r, not an offset: ignoring it", self.directory,
-                  files.LOG_START_OFFSET_FILE, raw[:40])
-        return 0
+        offset = checkpoint.load_offset(self.medium.read(path))
+        if offset is None:
+            log.warning("%s: %s is damaged: ignored, the log starts at its first segment",
+                        self.directory, files.LOG_START_OFFSET_FILE)
+            return 0
+        return offset
 
     def _new_segment(self, base_offset: int) -> Segment:
         return Segment(self.medium, self.directory, base_offset, self.config.index_interval_bytes,
@@ -504,7 +500,10 @@ class PartitionLog:
             total = self.size
             count = 0
             for seg in self.segments[:-1]:
-                below_start = seg.next_offset <= self.log_start_offset
+                # (an empty segment at the start offset is not below it: deleting
+                # it would move the start of a compacted log at every restart)
+                below_start = seg.next_offset <= self.log_start_offset and not (
+                    seg.is_empty and seg.base_offset >= self.log_start_offset)
                 expired = cfg.delete and cfg.retention_ms >= 0 and 0 <= seg.max_timestamp < now - cfg.retention_ms
                 oversized = cfg.delete and cfg.retention_bytes >= 0 and total - seg.size >= cfg.retention_bytes
                 if not (below_start or expired or oversized):
@@ -517,13 +516,18 @@ class PartitionLog:
         """DeleteRecords: move log_start_offset up to `offset` (at most the
         high watermark); whole segments below it go with the next retention
         pass. Returns the new log_start_offset."""
+        if offset > self.recovery_point:
+            self.flush()  # a start offset on disk is never past durable data
         with self._lock:
             if offset > self.high_watermark or offset < 0:
                 raise OffsetOutOfRangeError(offset, self.log_start_offset, self.high_watermark)
+        if offset > self.recovery_point:
+            self.flush()  # appended between the check above and the first flush
+        with self._lock:
             if offset > self.log_start_offset:
                 self.log_start_offset = offset
                 self.medium.write_atomic(
-                    f"{self.directory}/{files.LOG_START_OFFSET_FILE}", str(offset).encode()
+                    f"{self.directory}/{files.LOG_START_OFFSET_FILE}", checkpoint.dump_offset(offset)
                 )
         self.apply_retention()
         return self.log_start_offset
@@ -543,18 +547,29 @@ class PartitionLog:
                 self.log_start_offset = self.log_end_offset
 
     def replace_segment(self, old: Segment, cleaned_path: str) -> None:
-        """Swap a compacted copy in for `old`: `.cleaned` -> `.swap` -> `.log`.
-        A crash after the first rename finishes the swap at load."""
-        swap_path = old.path(files.LOG_SUFFIX + files.SWAP_SUFFIX)
+        self.replace_segments([old], cleaned_path)
+
+    def replace_segments(self, olds: list[Segment], cleaned_path: str) -> None:
+        """Swap a compacted copy of the adjacent segments `olds` in for them:
+        `.cleaned` -> `.swap`, the others deleted, `.swap` -> the first's `.log`.
+        A crash after the first rename finishes the swap at load, deleting
+        the segments the swapped one covers."""
+        first = olds[0]
+        swap_path = first.path(files.LOG_SUFFIX + files.SWAP_SUFFIX)
         self.medium.rename(cleaned_path, swap_path)
+        self.medium.sync_dir(self.directory)
         with self._flush_lock, self._lock:
-            i = self.segments.index(old)
-            old.close()
-            self.medium.rename(swap_path, old.path(files.LOG_SUFFIX))
-            fresh = self._new_segment(old.base_offset)
+            i = self.segments.index(first)
+            if self.segments[i : i + len(olds)] != olds:
+                raise LogWriteError(f"{self.directory}: segments changed under the cleaner")
+            for seg in olds[1:]:
+                seg.delete()
+            first.close()
+            self.medium.rename(swap_path, first.path(files.LOG_SUFFIX))
+            fresh = self._new_segment(first.base_offset)
             fresh.rebuild_indexes()
-            fresh.next_offset = max(fresh.next_offset, old.next_offset)
-            self.segments[i] = fresh
+            fresh.next_offset = max(fresh.next_offset, olds[-1].next_offset)
+            self.segments[i : i + len(olds)] = [fresh]
         self.medium.sync_dir(self.directory)
 
     def close(self) -> None:

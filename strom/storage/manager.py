@@ -8,28 +8,34 @@ Layout (see files.py for the names):
     <data_dir>/.strom_cleanshutdown  present only after a clean stop
     <data_dir>/<topic>-<partition>/  one PartitionLog each
 
-`meta.json`, `topics.json` and the checkpoint are replaced atomically (temp
-file, fsync, rename, fsync directory). A topic exists once it is in
-`topics.json`; partition directories not listed there are leftovers of an
-interrupted delete and are removed at load. The clean-shutdown marker is
+`meta.json`, `topics.json` and the checkpoint are checksummed
+(checkpoint.py) and replaced atomically (temp file, fsync, rename, fsync
+directory). They are checked against the partition directories at load
+(registry.py): the directories win, so damaged metadata never deletes data.
+A create writes `topics.json` before it makes directories (a crash leaves a
+listed topic whose missing directories are made at load); a delete renames
+the directories to `-delete` markers before it writes `topics.json`, and
+only marked directories are removed at load. The clean-shutdown marker is
 removed at start-up, so a crash leaves none and the next start recovers
 every log from its checkpointed recovery point.
 
 Background work: the Flusher thread (group commit) and one maintenance
-thread (retention, compaction, recovery-point checkpoints).
+thread (retention, compaction, recovery-point checkpoints). Each task runs
+per partition in isolation: a failure is logged once per distinct error,
+counted in `maintenance_failures`, and retried on the next pass.
 """
 
-import json
 import logging
 import threading
 import uuid
 from dataclasses import dataclass, field
 
-from strom.storage import cleaner, files
+from strom.storage import checkpoint, cleaner, files, limits, registry
 from strom.storage.config import LogConfig, validate_overrides
 from strom.storage.errors import (
     InvalidPartitionsError,
     InvalidTopicError,
+    LogWriteError,
     TopicExistsError,
     UnknownTopicError,
 )
@@ -39,8 +45,8 @@ from strom.storage.log import PartitionLog, now_ms
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
 _PRODUCER_ID_BLOCK = 1000
+_SCRUB_BUDGET = 4 * 1024 * 1024  # bytes verified per log and pass, when logs scrub
 _LEGAL_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
 
 
@@ -91,11 +97,18 @@ class LogManager:
         self._by_id: dict[uuid.UUID, Topic] = {}
         self._lock = threading.RLock()
         self.flusher = Flusher()
+        self.fd_limit = limits.raise_nofile_limit() if storage == "disk" else 0
+        if self.fd_limit:
+            log.info("open files limit %d: room for about %d more partitions", self.fd_limit,
+                     max(self.fd_limit - limits.reserve(self.fd_limit) - limits.open_fds(), 0)
+                     // limits.FDS_PER_PARTITION)
         self._load()
         self._stop = threading.Event()
         self._maintenance_interval_s = maintenance_interval_s
         self._checkpoint_interval_s = checkpoint_interval_s
         self._cleaned_up_to: dict[PartitionLog, int] = {}
+        self.maintenance_failures: dict[str, int] = {}  # task -> failures so far
+        self._task_errors: dict[tuple[str, str], str] = {}
         self._thread = threading.Thread(target=self._maintain, name="strom-maintenance", daemon=True)
         self._thread.start()
 
@@ -103,62 +116,92 @@ class LogManager:
 
     def _load(self) -> None:
         m = self.medium
-        if m.exists(files.META_FILE):
-            self.meta = json.loads(m.read(files.META_FILE))
-        else:
-            self.meta = {"cluster_id": _cluster_id(), "node_id": 0, "version": FORMAT_VERSION}
-            m.write_atomic(files.META_FILE, json.dumps(self.meta).encode())
+        found = registry.scan(m, validate_topic_name)
+        has_data = bool(found.partitions) or m.exists(files.TOPICS_FILE)
+        self.meta, meta_rebuilt = registry.load_meta(m, has_data, _cluster_id)
         self._next_producer_id = self.meta.get("producer_id_block_end", 0)
         clean = m.exists(files.CLEAN_SHUTDOWN_FILE)
         points = self._read_recovery_points()
-        registry = json.loads(m.read(files.TOPICS_FILE)) if m.exists(files.TOPICS_FILE) else {}
-        wanted = set()
-        for name, entry in registry.items():
-            topic = Topic(name, uuid.UUID(entry["id"]), LogConfig(entry["configs"], self.defaults),
-                          is_internal=name.startswith("__"))
-            for p in range(entry["partitions"]):
-                d = files.partition_dir_name(name, p)
-                wanted.add(d)
+        entries, changed = registry.load_topics(m, found, validate_topic_name)
+        for entry in entries.values():
+            topic = Topic(entry.name, entry.topic_id, LogConfig(entry.configs, self.defaults),
+                          is_internal=entry.name.startswith("__"))
+            for p in range(entry.partitions):
+                d = files.partition_dir_name(entry.name, p)
                 topic.logs.append(PartitionLog(
                     m, d, topic.config, recovery_point=points.get(d), clean=clean,
-                    topic=name, partition=p,
+                    topic=entry.name, partition=p,
                 ))
                 self.flusher.watch(topic.logs[-1])
-            self.topics[name] = topic
+            self.topics[entry.name] = topic
             self._by_id[topic.topic_id] = topic
-        for name in m.listdir():
-            if (files.parse_partition_dir_name(name) and name not in wanted
-                    and any(files.parse_segment_name(n) for n in m.listdir(name))):
-                log.warning("removing %s: its topic is not in %s", name, files.TOPICS_FILE)
-                m.rmtree(name)
+        if changed:
+            self._store_registry()
+        if meta_rebuilt:
+            self._rebuild_producer_id_block()
+        orphans = list(found.markers)
+        orphans += [d for d in found.empty if files.parse_partition_dir_name(d)[0] not in self.topics]
+        for d in orphans:
+            m.rmtree(d)
+        if orphans:
+            log.info("removed %d directories left by interrupted topic deletes and failed "
+                     "creates (e.g. %s)", len(orphans), orphans[0])
         m.remove(files.CLEAN_SHUTDOWN_FILE)
-        if not registry:
+        if not self.topics:
             log.info("data directory has no topics yet")
         elif clean:
             log.info("loaded %d topics after a clean shutdown", len(self.topics))
         else:
             log.info("loaded %d topics; logs recovered from their recovery points", len(self.topics))
 
-    def _store_registry(self) -> None:
-        registry = {
-            t.name: {"id": str(t.topic_id), "partitions": t.partitions, "configs": t.config.overrides}
-            for t in self.topics.values()
-        }
-        self.medium.write_atomic(files.TOPICS_FILE, json.dumps(registry, indent=1).encode())
+    def _rebuild_producer_id_block(self) -> None:
+        """meta.json was lost: hand out no producer id that a log has seen."""
+        highest = max((pid for plog in self.all_logs() for pid in plog.producer_state.producers),
+                      default=-1)
+        self._next_producer_id = highest + 1
+        self.meta["producer_id_block_end"] = highest + 1
+        registry.store_meta(self.medium, self.meta)
+        log.warning("rebuilt %s: cluster id %s, producer ids from %d", files.META_FILE,
+                    self.meta["cluster_id"], highest + 1)
+
+    def _store_registry(self, pending: Topic | None = None, partitions: int = 0) -> None:
+        """Write topics.json; `pending` is a topic about to get `partitions`
+        partitions (written before its directories exist)."""
+        entries = [
+            registry.TopicEntry(t.name, t.topic_id, t.partitions, t.config.overrides)
+            for t in self.topics.values() if t is not pending
+        ]
+        if pending is not None:
+            entries.append(registry.TopicEntry(pending.name, pending.topic_id, partitions,
+                                               pending.config.overrides))
+        registry.store_topics(self.medium, entries)
+
+    def _store_registry_locked(self) -> None:
+        with self._lock:
+            self._store_registry()
 
     def _read_recovery_points(self) -> dict[str, int]:
+        """Recovery points by directory. A damaged file is ignored whole:
+        every log is then recovered from its start (slower, never wrong)."""
         if not self.medium.exists(files.RECOVERY_POINT_FILE):
             return {}
+        lines = checkpoint.load_lines(self.medium.read(files.RECOVERY_POINT_FILE))
         points = {}
-        for line in self.medium.read(files.RECOVERY_POINT_FILE).decode().splitlines():
+        for line in lines or ():
             d, _, offset = line.rpartition(" ")
-            if d and offset.isdigit():
-                points[d] = int(offset)
+            if not (files.parse_partition_dir_name(d) and offset.isdigit() and len(offset) < 19):
+                lines = None
+                break
+            points[d] = int(offset)
+        if lines is None:
+            log.warning("%s is damaged: ignored, every log is recovered from its first segment",
+                        files.RECOVERY_POINT_FILE)
+            return {}
         return points
 
     def checkpoint_recovery_points(self) -> None:
         lines = [f"{plog.directory} {plog.recovery_point}" for plog in self.all_logs()]
-        self.medium.write_atomic(files.RECOVERY_POINT_FILE, "\n".join(lines).encode())
+        self.medium.write_atomic(files.RECOVERY_POINT_FILE, checkpoint.dump_lines(lines))
 
     def allocate_producer_id(self) -> int:
         """A producer id never handed out before. Blocks of ids are reserved
@@ -166,7 +209,7 @@ class LogManager:
         with self._lock:
             if self._next_producer_id >= self.meta.get("producer_id_block_end", 0):
                 self.meta["producer_id_block_end"] = self._next_producer_id + _PRODUCER_ID_BLOCK
-                self.medium.write_atomic(files.META_FILE, json.dumps(self.meta).encode())
+                registry.store_meta(self.medium, self.meta)
             self._next_producer_id += 1
             return self._next_producer_id - 1
 
@@ -215,25 +258,61 @@ class LogManager:
         with self._lock:
             if name in self.topics:
                 raise TopicExistsError(f"Topic '{name}' already exists.")
+            self._check_budget(partitions)
             topic = Topic(name, uuid.uuid4(), LogConfig(overrides, self.defaults),
                           is_internal=name.startswith("__"))
             if validate_only:
                 return topic
-            for p in range(partitions):
-                self._add_partition(topic, p)
+            self._store_registry(pending=topic, partitions=partitions)
+            try:
+                for p in range(partitions):
+                    self._add_partition(topic, p)
+            except Exception as e:
+                self._discard_logs(topic.logs)
+                self._store_registry()
+                log.error("creating topic %s failed at partition %d of %d, rolled back: %s",
+                          name, len(topic.logs), partitions, e)
+                raise LogWriteError(f"creating topic {name} failed, nothing was kept: {e}") from e
             self.topics[name] = topic
             self._by_id[topic.topic_id] = topic
-            self._store_registry()
         log.info("created topic %s with %d partitions", name, partitions)
         return topic
 
+    def _check_budget(self, partitions: int, existing: int = 0) -> None:
+        if self.medium.durable:
+            limits.check_create(self.fd_limit, partitions, existing)
+        else:
+            limits.check_create(0, partitions, existing)
+
     def _add_partition(self, topic: Topic, p: int) -> None:
         d = files.partition_dir_name(topic.name, p)
-        if self.medium.exists(d):
-            self.medium.rmtree(d)  # stale leftovers of a deleted topic
         plog = PartitionLog(self.medium, d, topic.config, clean=True, topic=topic.name, partition=p)
         topic.logs.append(plog)
         self.flusher.watch(plog)
+
+    def _discard_logs(self, logs: list[PartitionLog], then=None) -> None:
+        """Close and remove partition logs. On disk each directory is first
+        renamed to a `-delete` marker; `then` (writing topics.json) runs once
+        they all are, before the markers are removed, so a crash part-way
+        leaves only marked directories for the next load to finish."""
+        marked = []
+        for plog in logs:
+            self.flusher.unwatch(plog)
+            try:
+                plog.close()
+            except Exception as e:  # a failed disk: the files go anyway
+                log.warning("%s: closing before delete failed: %s", plog.directory, e)
+            target = plog.directory
+            if self.medium.durable and self.medium.exists(plog.directory):
+                target = files.delete_dir_name(plog.topic, plog.partition, uuid.uuid4().hex)
+                self.medium.rename(plog.directory, target)
+            marked.append(target)
+        if self.medium.durable and marked:
+            self.medium.sync_dir()
+        if then is not None:
+            then()
+        for d in marked:
+            self.medium.rmtree(d)
 
     def create_partitions(self, name: str, total: int, *, validate_only: bool = False) -> None:
         with self._lock:
@@ -243,10 +322,21 @@ class LogManager:
                     f"Topic currently has {topic.partitions} partitions, which is higher "
                     f"than or equal to the requested {total}."
                 )
+            self._check_budget(total, topic.partitions)
             if validate_only:
                 return
-            for p in range(topic.partitions, total):
-                self._add_partition(topic, p)
+            before = topic.partitions
+            self._store_registry(pending=topic, partitions=total)
+            try:
+                for p in range(before, total):
+                    self._add_partition(topic, p)
+            except Exception as e:
+                added, topic.logs = topic.logs[before:], topic.logs[:before]
+                self._discard_logs(added)
+                self._store_registry()
+                log.error("adding partitions to %s failed at %d of %d, rolled back: %s",
+                          name, before + len(added), total, e)
+                raise LogWriteError(f"adding partitions to {name} failed, nothing was kept: {e}") from e
             self._store_registry()
 
     def delete_topic(self, name: str) -> Topic:
@@ -254,10 +344,9 @@ class LogManager:
             topic = self.get_topic(name)
             del self.topics[name]
             del self._by_id[topic.topic_id]
-            self._store_registry()
-        for plog in topic.logs:
-            self.flusher.unwatch(plog)
-            plog.delete()
+        # Marked first, then unlisted: a crash between leaves a listed topic
+        # with only marked directories, and the load finishes the delete.
+        self._discard_logs(topic.logs, then=self._store_registry_locked)
         log.info("deleted topic %s", name)
         return topic
 
@@ -281,25 +370,49 @@ class LogManager:
         elapsed = 0.0
         while not self._stop.wait(min(self._maintenance_interval_s, self._checkpoint_interval_s)):
             elapsed += min(self._maintenance_interval_s, self._checkpoint_interval_s)
-            try:
-                self.run_maintenance()
-                if elapsed - last_checkpoint >= self._checkpoint_interval_s:
-                    self.checkpoint_recovery_points()
-                    last_checkpoint = elapsed
-            except Exception:
-                log.exception("maintenance pass failed")
+            self.run_maintenance()
+            if elapsed - last_checkpoint >= self._checkpoint_interval_s:
+                self._run_task("checkpoint", None, self.checkpoint_recovery_points)
+                last_checkpoint = elapsed
 
     def run_maintenance(self, now: int | None = None) -> None:
-        """One pass of retention and compaction over every log."""
+        """One pass of compaction, retention (and scrub, where the log has
+        it) over every log. Each task of each log runs on its own: one that
+        fails is reported and retried next pass, the others go on."""
         now = now_ms() if now is None else now
-        for topic in list(self.topics.values()):
-            for plog in topic.logs:
+        with self._lock:
+            topics = list(self.topics.values())
+        for topic in topics:
+            for plog in list(topic.logs):
                 if plog.failed:
                     continue
                 if topic.config.compact and self._dirty_enough(plog):
-                    cleaner.clean(plog, now)
-                    self._cleaned_up_to[plog] = plog.active.base_offset
-                plog.apply_retention(now)
+                    self._run_task("compaction", plog, self._compact, plog, now)
+                self._run_task("retention", plog, plog.apply_retention, now)
+                scrub = getattr(plog, "scrub", None)
+                if scrub is not None:
+                    self._run_task("scrub", plog, scrub, _SCRUB_BUDGET)
+
+    def _compact(self, plog: PartitionLog, now: int) -> None:
+        cleaner.clean(plog, now)
+        self._cleaned_up_to[plog] = plog.active.base_offset
+
+    def _run_task(self, task: str, plog: PartitionLog | None, fn, *args) -> bool:
+        key = (task, plog.directory if plog is not None else "")
+        try:
+            fn(*args)
+        except Exception as e:
+            self.maintenance_failures[task] = self.maintenance_failures.get(task, 0) + 1
+            what = f"{type(e).__name__}: {e}"
+            if self._task_errors.get(key) != what:  # once per distinct failure
+                self._task_errors[key] = what
+                log.error("%s of %s failed (retried every pass, logged again only if the error "
+                          "changes): %s", task, key[1] or "the data directory", what,
+                          exc_info=True)
+            return False
+        if self._task_errors.pop(key, None) is not None:
+            log.info("%s of %s works again", task, key[1] or "the data directory")
+        return True
 
     def _dirty_enough(self, plog: PartitionLog) -> bool:
         """min.cleanable.dirty.ratio over the non-active segments."""

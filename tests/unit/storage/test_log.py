@@ -260,24 +260,22 @@ def test_a_failing_read_takes_the_log_offline(tmp_path):
         plog.append(batch([b"b"]))
 
 
-def test_a_crash_that_ends_the_log_below_its_start_restarts_it_empty_there(tmp_path, caplog):
-    """DeleteRecords moved the start to 2, then a machine crash took the
-    unflushed batches: as Kafka's log loader, start again, empty, at 2."""
+def test_a_start_offset_past_the_log_end_is_ignored_never_deletes(tmp_path, caplog):
+    """DeleteRecords fsyncs the data below the new start before writing it,
+    so a log-start-offset past the end is damage: the segments win (Kafka's
+    loader would delete every segment here)."""
     from strom.storage.files import DiskMedium
 
     plog = open_log(DiskMedium(str(tmp_path)))
     plog.append(batch([b"a"]))
-    plog.flush()
     plog.append(batch([b"b", b"c"]))
     assert plog.delete_records_before(2) == 2
-    log_file = tmp_path / "t-0" / "00000000000000000000.log"
-    size = len(batch([b"a"]))
+    assert plog.recovery_point >= 2  # the data below the start is durable
     plog.close()
-    with open(log_file, "r+b") as f:
-        f.truncate(size)  # what the page cache had not written
+    (tmp_path / "t-0" / "log-start-offset").write_bytes(b"999999999")
     plog = PartitionLog(DiskMedium(str(tmp_path)), "t-0", LogConfig(), recovery_point=1)
-    assert (plog.log_start_offset, plog.log_end_offset) == (2, 2)
-    assert plog.bases == [2]
-    assert "below its start offset 2" in caplog.text
-    assert plog.append(batch([b"d"])).base_offset == 2
-    assert [r.value for r in read_all(plog)] == [b"d"]
+    assert (plog.log_start_offset, plog.log_end_offset) == (0, 3)
+    assert "past the log end offset 3: ignored" in caplog.text
+    assert [r.value for r in read_all(plog)] == [b"a", b"b", b"c"]
+    plog.apply_retention()
+    assert plog.log_start_offset == 0
