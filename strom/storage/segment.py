@@ -476,6 +476,23 @@ class Segment:
             self._found_damage(pos, "found by the scrub")
         return max(end, 1)
 
+    def _intact_header(self, pos: int, how: str) -> BatchHeader | None:
+        """The header of the batch at `pos` when it is intact (its CRC
+        checked unless a check ran since open), else None after reporting
+        the damage (quarantined or rescanned: see _found_damage)."""
+        head = self.log_file.pread(pos, BATCH_HEADER_SIZE)
+        if len(head) == BATCH_HEADER_SIZE:
+            header = BatchHeader.parse(head)
+            limit = self._next_damage(pos) if self.damaged else self.size
+            base = self.base_offset
+            if plausible(header, pos, limit, base, base):
+                if not self.verified_to <= pos < self.unverified_end:
+                    return header
+                if intact_at(self.log_file, pos, limit, base, base) is not None:
+                    return header
+        self._found_damage(pos, how)
+        return None
+
     # -- whole-segment iteration --------------------------------------------
 
     def headers(self):
@@ -533,7 +550,14 @@ class Segment:
             return None
         size = self.size
         while pos < size:
-            header = BatchHeader.parse(self.log_file.pread(pos, BATCH_HEADER_SIZE))
+            if self.damaged and (d := self._damage_at(pos)) is not None:
+                pos = d.end
+                continue
+            header = self._intact_header(pos, "found by a time lookup")
+            if header is None:
+                if self._damage_at(pos) is None:
+                    return None
+                continue
             if header.max_timestamp >= timestamp:
                 raw = self.log_file.pread(pos, header.size)
                 if header.timestamp_type == 1:  # LogAppendTime: one time for all

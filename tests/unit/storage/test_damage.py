@@ -160,3 +160,26 @@ def test_the_background_scrubber_finds_damage_at_a_bounded_rate(tmp_path):
     assert scrubber.checked_bytes >= plog.size - 2000
     assert elapsed >= (scrubber.checked_bytes - 1000) / rate * 0.9, "not rate-limited"
     assert header.base_offset not in _consume(plog)
+
+
+@pytest.mark.parametrize("how", ["flip", "length", "negative-length"])
+def test_a_time_lookup_over_damage_skips_it_and_ends(tmp_path, how):
+    import threading
+
+    logs = _fill(tmp_path)
+    batches = _batches(logs[1])
+    pos, header = batches[2]
+    if how == "negative-length":
+        data = bytearray(logs[1].read_bytes())
+        data[pos + 8 : pos + 12] = (-12).to_bytes(4, "big", signed=True)  # size 0: a walk never moves
+        logs[1].write_bytes(bytes(data))
+    else:
+        _damage(logs[1], pos + (30 if how == "flip" else 0), how)
+    plog = PartitionLog(DiskMedium(str(tmp_path)), "t-0", CONFIG, clean=True)
+    found = []
+    t = threading.Thread(target=lambda: found.append(plog.offset_for_timestamp(1000 + header.base_offset)),
+                         daemon=True)
+    t.start()
+    t.join(10)
+    assert found, "the time lookup did not end"
+    assert found[0][0] == header.next_offset  # the first intact record at or after the time
