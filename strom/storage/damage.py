@@ -146,8 +146,8 @@ class SegmentDamage:
                 self._quarantine(pos, self.size if intact is None else intact, how)
 
     def _rescan(self, how: str) -> None:
-        log.error("%s: batch headers do not hold up (%s): checking every batch",
-                  self.path(files.LOG_SUFFIX), how)
+        log.error("%s: a batch header or an index entry does not hold up (%s): checking "
+                  "every batch, rebuilding the indexes", self.path(files.LOG_SUFFIX), how)
         cut = self.recover(validate=True, truncate_tail=self.active)
         if cut:
             self.cuts += 1

@@ -291,12 +291,14 @@ class Segment(SegmentDamage):
     def _walk_to(self, offset: int):
         """find_position from the offset index on; _TROUBLE when a header
         on the way does not hold up (damage, or an index that is wrong)."""
-        pos = self.offset_index.lookup(max(offset - self.base_offset, 0))
+        entry = self.offset_index.lookup_entry(max(offset - self.base_offset, 0))
+        pos, expect = (entry[1], self.base_offset + entry[0]) if entry else (0, None)
         size = self.size
         base = self.base_offset
         while pos < size:
             if self.damaged and (d := self._damage_at(pos)) is not None:
                 pos = d.end
+                expect = None
                 continue
             limit = self._next_damage(pos) if self.damaged else size
             chunk = self.log_file.pread(pos, min(_SCAN_CHUNK, limit - pos))
@@ -305,6 +307,12 @@ class Segment(SegmentDamage):
                 header = BatchHeader.parse(chunk, p)
                 if not plausible(header, pos + p, limit, base, base):
                     return _TROUBLE
+                if expect is not None:
+                    # An index entry names the first offset of the batch it
+                    # points at: one that does not is wrong (rebuild it).
+                    if header.base_offset != expect:
+                        return _TROUBLE
+                    expect = None
                 if header.last_offset >= offset:
                     return pos + p
                 p += header.size

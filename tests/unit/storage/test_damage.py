@@ -183,3 +183,25 @@ def test_a_time_lookup_over_damage_skips_it_and_ends(tmp_path, how):
     t.join(10)
     assert found, "the time lookup did not end"
     assert found[0][0] == header.next_offset  # the first intact record at or after the time
+
+
+def test_an_offset_index_entry_pointing_at_another_batch_skips_nothing(tmp_path):
+    """A flipped index entry that still passes the load's sanity checks, but
+    names a later batch: readers must not skip the batches before it."""
+    logs = _fill(tmp_path)
+    index = logs[0].with_suffix(".index")
+    entries = [(int.from_bytes(index.read_bytes()[i : i + 4], "big"),
+                int.from_bytes(index.read_bytes()[i + 4 : i + 8], "big"))
+               for i in range(0, index.stat().st_size, 8)]
+    assert len(entries) >= 3
+    batches = _batches(logs[0])
+    rel, pos = entries[1]
+    later = next(p for p, h in batches if p > pos and p < entries[2][1])  # a batch start, not this one
+    data = bytearray(index.read_bytes())
+    data[12:16] = later.to_bytes(4, "big")
+    index.write_bytes(bytes(data))
+    plog = PartitionLog(DiskMedium(str(tmp_path)), "t-0", CONFIG, clean=True)
+    base = int(logs[0].stem)
+    assert _consume(plog) == list(range(90))
+    data = plog.read(base + rel, 100, min_one=True)
+    assert next(iter_batches(data))[1].base_offset == base + rel
