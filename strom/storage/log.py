@@ -153,6 +153,7 @@ class PartitionLog:
                 continue
             kept.append(seg)
         self.segments = kept
+        self.segments[-1].active = True
         self.active.log_file.pin()  # every produce writes it: outside the file cache
         self.log_start_offset = max(stored_start, self.segments[0].base_offset)
         self.recovery_point = self.log_end_offset
