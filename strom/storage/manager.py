@@ -337,7 +337,6 @@ class LogManager:
                 log.error("adding partitions to %s failed at %d of %d, rolled back: %s",
                           name, before + len(added), total, e)
                 raise LogWriteError(f"adding partitions to {name} failed, nothing was kept: {e}") from e
-            self._store_registry()
 
     def delete_topic(self, name: str) -> Topic:
         with self._lock:
