@@ -286,7 +286,18 @@ class LogManager:
 
     def _add_partition(self, topic: Topic, p: int) -> None:
         d = files.partition_dir_name(topic.name, p)
-        plog = PartitionLog(self.medium, d, topic.config, clean=True, topic=topic.name, partition=p)
+        existed = self.medium.exists(d)
+        try:
+            plog = PartitionLog(self.medium, d, topic.config, clean=True, topic=topic.name,
+                                partition=p)
+        except Exception:
+            if not existed and self.medium.exists(d):  # made before the failure: not kept
+                marker = d
+                if self.medium.durable:
+                    marker = files.delete_dir_name(topic.name, p, uuid.uuid4().hex)
+                    self.medium.rename(d, marker)
+                self.medium.rmtree(marker)
+            raise
         topic.logs.append(plog)
         self.flusher.watch(plog)
 
