@@ -2,7 +2,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 
-.PHONY: run test bench install install-test clean
+.PHONY: run test test-tools bench install install-test clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -20,7 +20,21 @@ install: $(VENV)/.installed
 run: $(VENV)/.installed
 	$(VENV)/bin/strom serve --host 127.0.0.1 --port 9092 --data-dir ./strom-data
 
-test: $(VENV)/.installed-test
+# Two tools the suite uses come from Debian, not PyPI: kcat (its librdkafka
+# 2.0.2 is the old client the compatibility tests need) and chromium (the
+# live-map example runs in headless Chromium). As root with apt-get they are
+# installed here; otherwise the tests that need them skip, saying so.
+test-tools:
+	@if command -v kcat >/dev/null && command -v chromium >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing kcat and chromium with apt-get"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kcat chromium >/dev/null; \
+	else \
+		echo "note: kcat or chromium is missing; their tests will skip."; \
+		echo "      install them first with: sudo apt-get install kcat chromium"; \
+	fi
+
+test: $(VENV)/.installed-test test-tools
 	$(PY) -m pytest -q
 
 # Peers are installed here, never by the test suite: Tansu is the binary

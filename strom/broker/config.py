@@ -55,6 +55,11 @@ class BrokerConfig:
     # rebalance; a lone consumer should not wait, so the default is 0.
     group_initial_rebalance_delay_ms: int = 0
     offsets_retention_minutes: int = 7 * 24 * 60
+    # KIP-848 groups (group.protocol=consumer): the broker sets the
+    # members' heartbeat interval; Kafka's default is 5 s, ours is shorter
+    # so a rebalance settles in a few seconds.
+    group_consumer_heartbeat_interval_ms: int = 1000
+    group_consumer_session_timeout_ms: int = 45_000
     log_level: str = "INFO"
     topic_defaults: dict[str, str] = field(default_factory=dict)
 

@@ -28,6 +28,7 @@ from collections import deque
 from strom.broker import router
 from strom.broker.context import NO_RESPONSE, RawResponse, RequestContext
 from strom.broker.handlers.api_versions import unsupported_version_response
+from strom.logsafe import printable
 from strom.protocol import framing
 from strom.protocol.errors import KafkaError
 from strom.protocol.framing import MalformedFrameError
@@ -94,7 +95,7 @@ class Connection(asyncio.Protocol):
                 pos += 4 + size
                 self._dispatch(frame)
         except MalformedFrameError as e:
-            log.warning("closing connection from %s: %s", self.peer, e)
+            log.warning("closing connection from %s: %s", self.peer, printable(e))
             self.shutdown()
             pos = end
         finally:
@@ -209,7 +210,8 @@ class Connection(asyncio.Protocol):
 
     def _fail(self, header, error: BaseException, out: list) -> None:
         if isinstance(error, KafkaError):
-            log.warning("request %d from %s failed: %s", header.api_key, self.peer, error)
+            log.warning("request %d from %s failed: %s", header.api_key, self.peer,
+                        printable(error))
         else:
             log.error("handler for api key %d failed; closing %s", header.api_key, self.peer,
                       exc_info=error)

@@ -46,6 +46,8 @@ class Broker:
             self.logs, self.wait_durable,
             initial_rebalance_delay_ms=cfg.group_initial_rebalance_delay_ms,
             offsets_retention_ms=cfg.offsets_retention_minutes * 60_000,
+            consumer_heartbeat_interval_ms=cfg.group_consumer_heartbeat_interval_ms,
+            consumer_session_timeout_ms=cfg.group_consumer_session_timeout_ms,
         )
         await self.groups.start()
         self._server = await self.loop.create_server(

@@ -42,14 +42,16 @@ def serve(args) -> None:
     malloc.tune()
 
     from strom.broker import Broker, BrokerConfig
+    from strom.logsafe import EscapingFormatter
 
     cfg = BrokerConfig.load(
         args.config, host=args.host, port=args.port, data_dir=args.data_dir,
         advertised_host=args.advertised_host, advertised_port=args.advertised_port,
         log_level=args.log_level, storage="memory" if args.memory else None,
     )
-    logging.basicConfig(level=cfg.log_level.upper(),
-                        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    handler = logging.StreamHandler()
+    handler.setFormatter(EscapingFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    logging.basicConfig(level=cfg.log_level.upper(), handlers=[handler])
     broker = Broker(cfg)
 
     async def run():

@@ -3,8 +3,9 @@ reconcile through ConsumerGroupHeartbeat.
 
 Epochs: the group epoch grows whenever membership, a subscription or the
 subscribed topics' partitions change; the target assignment is then
-recomputed by the server-side assignor (`uniform` or `range`) and gets the
-same assignment epoch. Each member moves towards its target in steps:
+recomputed by the server-side assignor (`uniform` or `range`, in
+assignors.py, from the previous targets) and gets the same assignment
+epoch. Each member moves towards its target in steps:
 
 1. while it still owns partitions that its target gives to someone else,
    it is told to keep only the rest (revocation), and keeps its epoch;
@@ -23,8 +24,9 @@ from dataclasses import dataclass, field
 
 from kio.schema.errors import ErrorCode
 
+from strom.coordinator.assignors import ASSIGNORS, assign
+
 STABLE, ASSIGNING, RECONCILING, EMPTY = "Stable", "Assigning", "Reconciling", "Empty"
-ASSIGNORS = ("uniform", "range")
 JOIN_EPOCH, LEAVE_EPOCH, STATIC_LEAVE_EPOCH = 0, -1, -2
 
 
@@ -74,48 +76,6 @@ class ConsumerGroup:
             if m.assignor:
                 return m.assignor
         return ASSIGNORS[0]
-
-
-def assign(assignor: str, members: dict[str, ConsumerMember],
-           partitions: dict[str, int]) -> dict[str, dict[str, set[int]]]:
-    """Target assignment: member id -> topic -> partitions."""
-    out = {m: {} for m in members}
-    if assignor == "range":
-        for topic in sorted(partitions):
-            subs = sorted(m for m, mem in members.items() if topic in mem.subscribed)
-            if not subs:
-                continue
-            n = partitions[topic]
-            per, extra = divmod(n, len(subs))
-            start = 0
-            for i, m in enumerate(subs):
-                count = per + (1 if i < extra else 0)
-                if count:
-                    out[m][topic] = set(range(start, start + count))
-                start += count
-        return out
-    # uniform: spread every subscribed partition evenly, keeping a member's
-    # current partitions where that does not unbalance the group (sticky).
-    all_parts = [(t, p) for t in sorted(partitions) for p in range(partitions[t])]
-    eligible = {tp: [m for m in sorted(members) if tp[0] in members[m].subscribed] for tp in all_parts}
-    load = {m: 0 for m in members}
-    subscribers = {m for subs in eligible.values() for m in subs}
-    quota = -(-len(all_parts) // max(len(subscribers), 1))
-    unplaced = []
-    for tp in all_parts:
-        holder = next((m for m in eligible[tp] if tp[1] in members[m].assigned.get(tp[0], ())), None)
-        if holder is not None and load[holder] < quota:
-            out[holder].setdefault(tp[0], set()).add(tp[1])
-            load[holder] += 1
-        else:
-            unplaced.append(tp)
-    for tp in unplaced:
-        if not eligible[tp]:
-            continue
-        m = min(eligible[tp], key=lambda x: (load[x], x))
-        out[m].setdefault(tp[0], set()).add(tp[1])
-        load[m] += 1
-    return out
 
 
 class ConsumerGroups:

@@ -34,7 +34,7 @@ from strom.coordinator.group import (
 )
 from strom.protocol.errors import error_for
 from strom.records import Record, build_batch
-from strom.records.batch import batch_records, iter_batches
+from strom.records.batch import batch_records, iter_batches, validate_batch
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,9 @@ _TICK_S = 0.1
 
 class GroupCoordinator:
     def __init__(self, logs, wait_durable, *, initial_rebalance_delay_ms: int = 0,
-                 offsets_retention_ms: int = 7 * 24 * 3600 * 1000):
+                 offsets_retention_ms: int = 7 * 24 * 3600 * 1000,
+                 consumer_heartbeat_interval_ms: int = 1000,
+                 consumer_session_timeout_ms: int = 45000):
         self.logs = logs
         self.wait_durable = wait_durable
         self.initial_rebalance_delay_ms = initial_rebalance_delay_ms
@@ -54,7 +56,8 @@ class GroupCoordinator:
         self._timer: asyncio.Task | None = None
         self.plog = None  # __consumer_offsets-0, once it exists
         self._last_expiry = 0.0
-        self.consumer_groups = ConsumerGroups(self._topic_partitions)
+        self.consumer_groups = ConsumerGroups(self._topic_partitions, consumer_heartbeat_interval_ms,
+                                              consumer_session_timeout_ms)
 
     def _topic_partitions(self, names: list[str]) -> dict[str, int]:
         return {n: self.logs.topics[n].partitions for n in names if n in self.logs.topics}
@@ -75,20 +78,65 @@ class GroupCoordinator:
         if rec.OFFSETS_TOPIC not in self.logs.topics:
             return  # created by the first write (_offsets_log), as Kafka does
         self.plog = self.logs.get_log(rec.OFFSETS_TOPIC, 0)
-        offset, count = self.plog.log_start_offset, 0
-        while offset < self.plog.log_end_offset:
-            data = self.plog.read(offset, 1 << 20)
-            if not data:
-                break
-            for pos, header in iter_batches(data):
-                for r in batch_records(data, pos):
-                    if r.offset >= offset and r.key is not None:
-                        self.replay(rec.decode_key(r.key), rec.decode_value(r.value), loading=True)
-                        count += 1
-                offset = header.next_offset
+        count, skipped = self._load(self.plog)
         if count:
             log.info("loaded %d groups and committed offsets of %d groups from %d records",
                      len(self.groups), len(self.offsets), count)
+        for kind, (n, example) in sorted(skipped.items()):
+            log.error("%s: skipped %d record(s) that cannot be loaded (%s), e.g. at offset %d; "
+                      "the state they held is lost, the rest is loaded",
+                      rec.OFFSETS_TOPIC, n, kind, example)
+
+    def _load(self, plog) -> tuple[int, dict[str, tuple[int, int]]]:
+        """Replay the offsets topic. Damage (a batch that fails its CRC or
+        does not decode, a record that is not ours) is skipped and counted
+        by kind, with the first offset of each: it costs the state those
+        records held, never the start."""
+        skipped: dict[str, tuple[int, int]] = {}
+
+        def skip(kind: str, offset: int, n: int = 1) -> None:
+            count, first = skipped.get(kind, (0, offset))
+            skipped[kind] = (count + n, first)
+
+        offset, count = plog.log_start_offset, 0
+        while offset < plog.log_end_offset:
+            data = plog.read(offset, 1 << 20)
+            if not data:
+                break
+            start = offset
+            for pos, header in iter_batches(data):
+                if header.next_offset <= offset:
+                    continue  # a compacted remnant before `offset`, or a bogus header
+                try:
+                    validate_batch(data, pos)
+                    records = [] if header.is_control else batch_records(data, pos)
+                except Exception:  # noqa: BLE001 (any failure to decode is damage)
+                    skip("a batch that does not decode", header.base_offset,
+                         max(header.records_count, 1))
+                    # Its header may be damaged too: move on, but not past the log end.
+                    offset = max(offset + 1, min(header.next_offset, plog.log_end_offset))
+                    continue
+                for r in records:
+                    if r.offset < offset:
+                        continue
+                    try:
+                        if r.key is None:
+                            raise rec.BadRecordError("a record without a key", "")
+                        key = rec.decode_key(r.key)
+                        self.replay(key, rec.decode_value(key, r.value), loading=True)
+                        count += 1
+                    except rec.BadRecordError as e:
+                        skip(e.kind, r.offset)
+                    except Exception as e:  # noqa: BLE001 (a bug must not stop the start either)
+                        skip(f"a record whose replay failed with {type(e).__name__}", r.offset)
+                offset = header.next_offset
+            if offset == start:
+                # Nothing readable at `offset` (storage serves whole batches
+                # only): stop here rather than loop; later records are lost.
+                skip("unreadable data where a batch should start", offset,
+                     plog.log_end_offset - offset)
+                break
+        return count, skipped
 
     def _offsets_log(self):
         """The offsets topic, created on first use: a broker that never sees

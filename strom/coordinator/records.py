@@ -14,9 +14,16 @@ bytes and compaction keeps the latest per key:
 
 A null value (tombstone) deletes the key: an offset (OffsetDelete, expiry)
 or a whole group (DeleteGroups).
+
+Decoding checks every field's type, so replay meets only well-formed
+records: anything else (not JSON, a missing or mistyped field, a key type
+this version does not know, as Kafka's loader skips unknown record types)
+raises BadRecordError, whose `kind` names the problem for the one summary
+line start-up logs.
 """
 
 import base64
+import binascii
 import json
 from dataclasses import dataclass
 
@@ -46,19 +53,77 @@ def encode_key(key) -> bytes:
     return _dump({"type": "group", "group": key.group})
 
 
+class BadRecordError(ValueError):
+    def __init__(self, kind: str, detail: str):
+        super().__init__(f"{kind}: {detail}")
+        self.kind = kind
+
+
+_OPTIONAL_STR = (str, type(None))
+_OFFSET_KEY = {"group": str, "topic": str, "partition": int}
+_GROUP_KEY = {"group": str}
+_OFFSET_VALUE = {"offset": int, "leader_epoch": int, "metadata": str, "commit_timestamp": int}
+_GROUP_VALUE = {"generation": int, "leader": _OPTIONAL_STR, "members": list,
+                "protocol": _OPTIONAL_STR, "protocol_type": _OPTIONAL_STR}
+_MEMBER = {"assignment": str, "client_host": str, "client_id": str,
+           "group_instance_id": _OPTIONAL_STR, "member_id": str, "rebalance_timeout_ms": int,
+           "session_timeout_ms": int, "subscription": str}
+
+
+def _load(raw: bytes, what: str) -> dict:
+    try:
+        obj = json.loads(raw)
+    except (ValueError, TypeError) as e:  # UnicodeDecodeError is a ValueError
+        raise BadRecordError(f"{what} is not JSON", str(e)) from None
+    if not isinstance(obj, dict):
+        raise BadRecordError(f"{what} is not a JSON object", repr(obj)[:80])
+    return obj
+
+
+def _check(obj: dict, schema: dict, what: str) -> dict:
+    for name, types in schema.items():
+        value = obj.get(name, ...)
+        # bool is an int to isinstance; no field here is a boolean
+        if not isinstance(value, types) or isinstance(value, bool):
+            raise BadRecordError(f"{what} with a missing or mistyped field",
+                                 f"{name}={value!r}"[:120])
+    return obj
+
+
 def decode_key(raw: bytes):
-    obj = json.loads(raw)
-    if obj["type"] == "offset":
+    obj = _load(raw, "key")
+    kind = obj.get("type")
+    if kind == "offset":
+        _check(obj, _OFFSET_KEY, "offset key")
         return OffsetKey(obj["group"], obj["topic"], obj["partition"])
-    return GroupKey(obj["group"])
+    if kind == "group":
+        _check(obj, _GROUP_KEY, "group key")
+        return GroupKey(obj["group"])
+    raise BadRecordError("key of an unknown type", repr(kind)[:80])
 
 
 def encode_value(value: dict | None) -> bytes | None:
     return None if value is None else _dump(value)
 
 
-def decode_value(raw: bytes | None) -> dict | None:
-    return None if raw is None else json.loads(raw)
+def decode_value(key, raw: bytes | None) -> dict | None:
+    """The value of `key`'s record, checked against its schema."""
+    if raw is None:
+        return None
+    obj = _load(raw, "value")
+    if isinstance(key, OffsetKey):
+        return _check(obj, _OFFSET_VALUE, "offset value")
+    _check(obj, _GROUP_VALUE, "group value")
+    for member in obj["members"]:
+        if not isinstance(member, dict):
+            raise BadRecordError("group value with a malformed member", repr(member)[:80])
+        _check(member, _MEMBER, "group member")
+        for name in ("assignment", "subscription"):
+            try:
+                base64.b64decode(member[name], validate=True)
+            except binascii.Error as e:
+                raise BadRecordError("group member with bad base64", f"{name}: {e}") from None
+    return obj
 
 
 def b64(data: bytes) -> str:

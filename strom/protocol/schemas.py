@@ -30,6 +30,8 @@ from kio.serial.readers import (
     read_unsigned_varint,
 )
 
+from strom.protocol.bounds import check_request
+
 
 @cache
 def known_versions(api_key: int) -> tuple[int, int] | None:
@@ -62,7 +64,10 @@ def _writer(cls):
 
 
 def read_request(api_key: int, version: int, buf, offset: int):
-    """Decode a request body at `offset`. Returns (entity, bytes consumed)."""
+    """Decode a request body at `offset` in the frame `buf`. Returns
+    (entity, bytes consumed). Every length is checked against the frame
+    first (protocol/bounds.py): kio's reader trusts them."""
+    check_request(api_key, version, buf, offset)
     cls = request_class(api_key, version)
     try:
         return _native_reader(cls)(buf, offset)

@@ -7,10 +7,13 @@ files are named by their base offset, zero-padded to 20 digits.
 `DiskMedium` and `MemoryMedium` expose the same small file API (append,
 pread, truncate, sync, atomic replace, rename, list, delete), so the
 segment, log, cleaner and manager code is one code path over either backend.
+A DiskMedium opens its files through one bounded FileCache, so the number of
+descriptors does not grow with the number of segments (FDS_PER_PARTITION).
 """
 
 import os
 import threading
+from collections import OrderedDict
 
 LOG_SUFFIX = ".log"
 INDEX_SUFFIX = ".index"
@@ -71,47 +74,192 @@ def parse_delete_dir_name(name: str) -> tuple[str, int] | None:
     return parse_partition_dir_name(stem)
 
 
-class DiskFile:
-    """An append-only file handle with positional reads; one writer at a time,
-    reads and `sync` may run concurrently from other threads."""
+# Descriptors a partition holds at the least, whatever its number of
+# segments: its active segment's `.log`, pinned open because every produce
+# writes to it. Every other file (older segments' `.log`s, all indexes, a
+# compaction's output) is opened through the medium's FileCache, which keeps
+# at most `max_open_files` of them open for the whole data directory, plus
+# those in use at that instant. Directory fsyncs and atomic replaces open one
+# more descriptor each for the duration of the call.
+FDS_PER_PARTITION = 1
+DEFAULT_MAX_OPEN_FILES = 256
 
-    def __init__(self, path: str):
+
+class FileCache:
+    """A bounded, least-recently-used set of open descriptors shared by the
+    DiskFiles of one medium (as NATS' filestore bounds its open blocks).
+
+    A file's descriptor is opened on first use and closed when the cache is
+    over `max_open_files` and the file is the least recently used one that no
+    thread is using at that moment (`_users`); the next use reopens it. A
+    pinned file is outside the cache and stays open until closed. Counters for
+    a later /metrics: `opens` (descriptors opened, first opens included),
+    `evictions`."""
+
+    def __init__(self, max_open_files: int = DEFAULT_MAX_OPEN_FILES):
+        self.max_open_files = max(1, max_open_files)
+        self._lock = threading.Lock()
+        self._lru: OrderedDict = OrderedDict()  # unpinned files with a descriptor, oldest first
+        self.opens = 0
+        self.evictions = 0
+
+    @property
+    def open_files(self) -> int:
+        """Unpinned files holding a descriptor now."""
+        return len(self._lru)
+
+    def acquire(self, f: "DiskFile") -> int:
+        """The file's descriptor, opened if need be; pair with `release`."""
+        with self._lock:
+            if f._fd < 0:
+                if f._closed:
+                    raise OSError(9, f"{f.path}: file is closed")  # EBADF, as os.pread would
+                flags = os.O_RDWR if f._created else os.O_RDWR | os.O_CREAT
+                f._fd = os.open(f.path, flags, 0o644)
+                f._created = True
+                self.opens += 1
+            f._users += 1
+            if not f._pinned:
+                lru = self._lru
+                lru[f] = None
+                lru.move_to_end(f)
+                if len(lru) > self.max_open_files:
+                    self._evict()
+            return f._fd
+
+    def release(self, f: "DiskFile") -> None:
+        with self._lock:
+            f._users -= 1
+            if f._closed and not f._users:
+                self._close_fd(f)
+
+    def _evict(self) -> None:
+        excess = len(self._lru) - self.max_open_files
+        victims = []
+        for f in self._lru:  # oldest first; normally the first one is idle
+            if len(victims) == excess:
+                break
+            if f._users == 0:
+                victims.append(f)
+        for f in victims:
+            self._close_fd(f)
+        self.evictions += len(victims)
+
+    def _close_fd(self, f: "DiskFile") -> None:
+        self._lru.pop(f, None)
+        if f._fd >= 0:
+            os.close(f._fd)
+            f._fd = -1
+
+    def pin(self, f: "DiskFile") -> None:
+        with self._lock:
+            if f._closed:
+                return
+            if f._fd < 0:
+                f._fd = os.open(f.path, os.O_RDWR if f._created else os.O_RDWR | os.O_CREAT, 0o644)
+                f._created = True
+                self.opens += 1
+            self._lru.pop(f, None)
+            f._pinned = True
+
+    def unpin(self, f: "DiskFile") -> None:
+        with self._lock:
+            if not f._pinned:
+                return
+            f._pinned = False
+            if f._fd >= 0:
+                self._lru[f] = None
+                if len(self._lru) > self.max_open_files:
+                    self._evict()
+
+    def close(self, f: "DiskFile") -> None:
+        with self._lock:
+            f._closed = True
+            f._pinned = False
+            if not f._users:  # else the last user closes it
+                self._close_fd(f)
+
+
+class DiskFile:
+    """An append-only file with positional reads and writes; one writer at a
+    time, reads and `sync` may run concurrently from other threads.
+
+    Its descriptor comes from the medium's FileCache, so it may be closed
+    between calls and reopened (the size is ours: nobody else writes the
+    file). A pinned file (the active segment's `.log`) keeps its descriptor,
+    and its appends skip the cache: the caller serialises them with `unpin`
+    and `close` (PartitionLog holds its lock for all three)."""
+
+    def __init__(self, path: str, cache: FileCache):
         self.path = path
-        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        self.size = os.fstat(self._fd).st_size
-        os.lseek(self._fd, 0, os.SEEK_END)
+        self._cache = cache
+        self._fd = -1
+        self._users = 0
+        self._pinned = False
+        self._closed = False
+        self._created = False
+        fd = cache.acquire(self)
+        try:
+            self.size = os.fstat(fd).st_size
+        finally:
+            cache.release(self)
+
+    def pin(self) -> None:
+        self._cache.pin(self)
+
+    def unpin(self) -> None:
+        self._cache.unpin(self)
 
     def append(self, buffers: list, total: int) -> None:
-        """Append a list of buffers (`total` bytes) with one writev, no
-        concatenation."""
-        if len(buffers) <= _IOV_MAX:
-            n = os.writev(self._fd, buffers)
-            self.size += n
-            if n == total:
-                return
-            rest = memoryview(b"".join(buffers))[n:]  # a short write
-        else:  # more buffers than one writev takes (hundreds of batches)
-            rest = memoryview(b"".join(buffers))
-        while rest:
-            k = os.write(self._fd, rest)
-            rest = rest[k:]
-            self.size += k
+        """Append a list of buffers (`total` bytes) with one pwritev, no
+        concatenation. On an error `size` counts what reached the file."""
+        cache = self._cache
+        pinned = self._pinned
+        fd = self._fd if pinned else cache.acquire(self)
+        try:
+            if len(buffers) <= _IOV_MAX:
+                n = os.pwritev(fd, buffers, self.size)
+                self.size += n
+                if n == total:
+                    return
+                rest = memoryview(b"".join(buffers))[n:]  # a short write
+            else:  # more buffers than one pwritev takes (hundreds of batches)
+                rest = memoryview(b"".join(buffers))
+            while rest:
+                k = os.pwrite(fd, rest, self.size)
+                rest = rest[k:]
+                self.size += k
+        finally:
+            if not pinned:
+                cache.release(self)
 
     def pread(self, pos: int, n: int) -> bytes:
-        return os.pread(self._fd, n, pos)
+        cache = self._cache
+        fd = cache.acquire(self)
+        try:
+            return os.pread(fd, n, pos)
+        finally:
+            cache.release(self)
 
     def truncate(self, size: int) -> None:
-        os.ftruncate(self._fd, size)
-        os.lseek(self._fd, size, os.SEEK_SET)
-        self.size = size
+        cache = self._cache
+        fd = cache.acquire(self)
+        try:
+            os.ftruncate(fd, size)
+            self.size = size
+        finally:
+            cache.release(self)
 
     def sync(self) -> None:
-        os.fdatasync(self._fd)
+        cache = self._cache
+        fd = cache.acquire(self)
+        try:
+            os.fdatasync(fd)
+        finally:
+            cache.release(self)
 
     def close(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
+        self._cache.close(self)
 
 
 class DiskMedium:
@@ -119,15 +267,16 @@ class DiskMedium:
 
     durable = True
 
-    def __init__(self, root: str):
+    def __init__(self, root: str, max_open_files: int = DEFAULT_MAX_OPEN_FILES):
         self.root = root
+        self.file_cache = FileCache(max_open_files)
         os.makedirs(root, exist_ok=True)
 
     def _p(self, path: str) -> str:
         return os.path.join(self.root, path)
 
     def open(self, path: str) -> DiskFile:
-        return DiskFile(self._p(path))
+        return DiskFile(self._p(path), self.file_cache)
 
     def exists(self, path: str) -> bool:
         return os.path.exists(self._p(path))
@@ -201,6 +350,12 @@ class MemoryFile:
         del self._data[size:]
 
     def sync(self) -> None:
+        pass
+
+    def pin(self) -> None:
+        pass
+
+    def unpin(self) -> None:
         pass
 
     def close(self) -> None:

@@ -71,8 +71,16 @@ class _Index:
         self.write_pending()
         self._file.sync()
 
+    def forget_written(self) -> None:
+        """After a failed write: empty the file (best effort) so that no
+        torn entry stays in it, and write every entry again next time."""
+        self._written = 0
+        try:
+            self._file.truncate(0)
+        except OSError:
+            pass  # a torn file fails the size check at load and is rebuilt
+
     def close(self) -> None:
-        self.write_pending()
         self._file.close()
 
 

@@ -49,6 +49,7 @@ class AppendResult(NamedTuple):
 
 
 _OFFSET = struct.Struct(">q")
+_SCRUB_STEP = 1024 * 1024  # bytes checked per hold of the log's lock
 
 
 def now_ms() -> int:
@@ -67,6 +68,8 @@ class PartitionLog:
         self._lock = threading.RLock()
         self._flush_lock = threading.Lock()
         self._werr: LogWriteError | None = None
+        # (segment, good size) after a write that failed and can be undone
+        self._undo: tuple[Segment, int] | None = None
         self._dir_dirty = False
         self.unflushed_messages = 0
         self.first_unflushed_ms: int | None = None
@@ -117,20 +120,17 @@ class PartitionLog:
         first_to_recover = 0
         if not clean and recovery_point is not None:
             first_to_recover = max(bisect_right(self.bases, recovery_point) - 1, 0)
+        self.segments[-1].active = True
         for i, seg in enumerate(self.segments):
             if clean or i < first_to_recover:
                 seg.load()
                 continue
-            cut = seg.recover()
+            # Only the active segment's end is cut: damage in an earlier one
+            # is quarantined, and the intact segments after it stay.
+            cut = seg.recover(truncate_tail=seg.active)
             if cut:
                 log.warning("%s: recovery truncated %d bytes of segment %d; now ends at offset %d",
                             self.directory, cut, seg.base_offset, seg.next_offset)
-                for later in self.segments[i + 1 :]:
-                    log.warning("%s: deleting segment %d after the truncation point",
-                                self.directory, later.base_offset)
-                    later.delete()
-                del self.segments[i + 1 :]
-                break
         if self.log_end_offset < stored_start:
             # DeleteRecords fsyncs the data below the new start before it
             # writes the file, so only damage puts the start past the end:
@@ -152,6 +152,7 @@ class PartitionLog:
                 continue
             kept.append(seg)
         self.segments = kept
+        self.active.log_file.pin()  # every produce writes it: outside the file cache
         self.log_start_offset = max(stored_start, self.segments[0].base_offset)
         self.recovery_point = self.log_end_offset
         if not clean:
@@ -169,7 +170,8 @@ class PartitionLog:
         return offset
 
     def _new_segment(self, base_offset: int) -> Segment:
-        return Segment(self.medium, self.directory, base_offset, self.config.index_interval_bytes)
+        return Segment(self.medium, self.directory, base_offset, self.config.index_interval_bytes,
+                       lock=self._lock)
 
     def segments_snapshot(self) -> list[Segment]:
         """The current segment list, for readers on other threads (cleaner)."""
@@ -212,7 +214,7 @@ class PartitionLog:
         config = self.config
         with self._lock:
             if self._werr:
-                raise self._werr
+                self._undo_failed_write()
             seg = self.segments[-1]
             offset = seg.next_offset
             buffers, positioned, pos = [], [], 0
@@ -256,11 +258,14 @@ class PartitionLog:
                     or first.max_timestamp - seg.first_batch_timestamp > config.segment_ms
                 ):
                     seg = self._roll()  # segment.bytes, segment.ms, or 31-bit relative offsets
+                    seg_size = 0
                 seg.append(buffers, pos, positioned)
             except OSError as e:
-                self._werr = LogWriteError(f"{self.directory}: write failed: {e}")
-                log.error("%s", self._werr)
-                raise self._werr from e
+                self._write_failed(seg, seg_size, e)
+            if self._undo is not None:
+                log.warning("%s: writes succeed again; the partition takes produce again",
+                            self.directory)
+                self._undo = None
             if self._producers is not None:
                 for _, h in positioned:
                     if h.producer_id >= 0 and h.base_sequence >= 0:
@@ -274,6 +279,36 @@ class PartitionLog:
                 log_append_time if config.log_append_time else -1,
                 self.log_start_offset, positioned, False,
             ))
+
+    def _write_failed(self, seg: Segment, good_size: int, error: OSError) -> None:
+        """A write failed part-way (ENOSPC, EIO): cut the segment back to
+        its last good size at once, so readers never see the partial bytes,
+        and refuse produce until a retry succeeds (`_undo_failed_write`)."""
+        self._werr = LogWriteError(f"{self.directory}: write failed: {error}")
+        self._undo = (seg, good_size)
+        try:
+            seg.log_file.truncate(good_size)
+        except OSError as e:
+            log.error("%s; cutting back the partial write failed too: %s", self._werr, e)
+        else:
+            log.error("%s; the partial write was cut back, produce is refused until a "
+                      "write succeeds again", self._werr)
+        raise self._werr from error
+
+    def _undo_failed_write(self) -> None:
+        """Before the next append after a failed write: make sure the partial
+        write is gone, then let the append try. An error that cannot be
+        undone (an fsync or a read failed, or no known good size) stays."""
+        if self._undo is None:
+            raise self._werr
+        seg, good_size = self._undo
+        if seg is not self.active:
+            raise self._werr
+        try:
+            seg.log_file.truncate(good_size)
+        except OSError as e:
+            raise self._werr from e
+        self._werr = None  # a failure of this append sets it again
 
     @property
     def producer_state(self) -> ProducerStateTable:
@@ -293,7 +328,12 @@ class PartitionLog:
 
     def _roll(self) -> Segment:
         if not self.active.is_empty:
-            self.segments.append(self._new_segment(self.log_end_offset))
+            fresh = self._new_segment(self.log_end_offset)
+            fresh.log_file.pin()
+            old = self.active
+            old.log_file.unpin()
+            old.active, fresh.active = False, True
+            self.segments.append(fresh)
             self._dir_dirty = True
         return self.active
 
@@ -307,6 +347,8 @@ class PartitionLog:
             if offset < self.log_start_offset or offset > end:
                 raise OffsetOutOfRangeError(offset, self.log_start_offset, end)
             i = max(bisect_right(self.bases, offset) - 1, 0)
+            active = self.segments[-1]
+            cuts = active.cuts
             try:
                 for seg in self.segments[i:]:
                     data = seg.read(max(offset, seg.base_offset), max_bytes, min_one)
@@ -317,7 +359,51 @@ class PartitionLog:
                     self._werr = LogWriteError(f"{self.directory}: {e}")
                     log.error("%s", self._werr)
                 raise self._werr from e
+            finally:
+                if active.cuts != cuts:
+                    self._after_cut()
             return b""
+
+    def _after_cut(self) -> None:
+        """Damage at the end of the log was cut off: it ends earlier now."""
+        self._producers = None  # rebuilt from what is left
+        self.recovery_point = min(self.recovery_point, self.log_end_offset)
+
+    def scrub(self, budget_bytes: int) -> int:
+        """CRC-check up to about `budget_bytes` of batches that no check
+        covered since the log was opened (after a clean stop: all of it),
+        quarantining damage as reads do. Returns the bytes checked; 0 when
+        everything is checked. For a background thread: the lock is held
+        for one step of at most _SCRUB_STEP bytes at a time."""
+        done = 0
+        for seg in self.segments_snapshot():
+            while done < budget_bytes:
+                with self._lock:
+                    if self._werr or seg not in self.segments:
+                        break
+                    cuts = seg.cuts
+                    try:
+                        n = seg.scrub(min(budget_bytes - done, _SCRUB_STEP))
+                    except OSError as e:
+                        self._werr = LogWriteError(f"{self.directory}: {e}")
+                        log.error("%s", self._werr)
+                        raise self._werr from e
+                    if seg.cuts != cuts:
+                        self._after_cut()
+                if not n:
+                    break
+                done += n
+        return done
+
+    @property
+    def unverified_bytes(self) -> int:
+        """Bytes of batches not CRC-checked since open (what scrub has left)."""
+        return sum(max(s.unverified_end - s.verified_to, 0) for s in self.segments)
+
+    @property
+    def damage_found(self) -> int:
+        """Damaged ranges quarantined or cut since open (a metric)."""
+        return sum(s.damage_found + s.cuts for s in self.segments)
 
     def offset_for_timestamp(self, timestamp: int) -> tuple[int, int] | None:
         """(offset, timestamp) of the first record at or after `timestamp`."""
@@ -451,6 +537,8 @@ class PartitionLog:
         with self._flush_lock, self._lock:
             while len(self.segments) > 1 and self.active.base_offset >= offset:
                 self.segments.pop().delete()
+            self.active.log_file.pin()
+            self.active.active = True
             self.active.truncate_to(offset)
             self._producers = None  # rebuilt from what is left
             self.recovery_point = min(self.recovery_point, self.log_end_offset)

@@ -7,12 +7,27 @@ may hold and names its files. The indexes (see strom.storage.index) are
 rebuilt from the `.log` whenever they fail their sanity checks, and always
 by `recover()`.
 
+Damage (see strom.storage.damage): batches read from disk are trusted only
+once checked. Recovery checks every batch; after a clean load nothing below
+`unverified_end` was checked since the segment was opened, so a read that
+returns batches in [verified_to, unverified_end) checks their CRCs first
+and the scrub (`scrub`) walks that range in the background, moving
+`verified_to` up; appended batches were checked by the append. A damaged
+range is quarantined in `damaged`: readers skip to the next intact batch,
+as if its offsets had been compacted away. Damage that reaches the end of
+the active segment is cut off instead, as crash recovery does, so the log
+ends at its last intact batch and no reader waits below the log end for
+batches that cannot come (`cuts` counts those).
+
 Concurrency: the owning PartitionLog serialises appends, truncation and
-recovery under its lock; `sync()` may run at the same time from the flusher
-thread (fdatasync on an fd that is being appended to is safe).
+recovery under its lock, which it gives the segment (`lock`): a reader
+without it (the cleaner) takes it to rescan a segment it finds damaged.
+`sync()` may run at the same time from the flusher thread (fdatasync on an
+fd that is being appended to is safe).
 """
 
 import logging
+import threading
 from bisect import bisect_left
 
 from strom.records.batch import (
@@ -24,6 +39,7 @@ from strom.records.batch import (
 )
 from strom.records.errors import InvalidRecordError
 from strom.storage import files
+from strom.storage.damage import Damage, find_intact, intact_at, plausible
 from strom.storage.errors import SuspectIndexError
 from strom.storage.index import OffsetIndex, TimeIndex
 
@@ -35,11 +51,22 @@ _SCAN_CHUNK = 64 * 1024
 # holds those since the last index entry, fewer than index.interval.bytes).
 _TAIL_MAX = 1024
 _RECOVER_CHUNK = 1024 * 1024
+# A read gives up after this many damaged ranges in a row (each is skipped).
+_MAX_DAMAGE_STEPS = 64
+_TROUBLE = object()
 
 
 class Segment:
-    def __init__(self, medium, directory: str, base_offset: int, index_interval_bytes: int):
+    def __init__(self, medium, directory: str, base_offset: int, index_interval_bytes: int,
+                 lock=None):
         self.medium = medium
+        self.lock = lock or threading.RLock()
+        self.active = False  # the log's last segment: damage at its end is cut, not skipped
+        self.damaged: list[Damage] = []  # sorted; replaced, never changed in place
+        self.damage_found = 0  # ranges quarantined since open (a metric)
+        self.cuts = 0  # damaged tails cut off since open
+        self.verified_to = 0
+        self.unverified_end = 0
         self.directory = directory
         self.base_offset = base_offset
         self.index_interval_bytes = index_interval_bytes
@@ -72,9 +99,11 @@ class Segment:
             self.offset_index.load(self.size)
             self.time_index.load(0xFFFFFFFF)
             self._scan_tail()
+            self.verified_to, self.unverified_end = 0, self.size
         except SuspectIndexError as e:
-            log.warning("%s: %s; rebuilding indexes", self.path(files.LOG_SUFFIX), e)
-            self.rebuild_indexes()
+            log.warning("%s: %s; rebuilding indexes, checking every batch",
+                        self.path(files.LOG_SUFFIX), e)
+            self.recover(truncate_tail=self.active)
 
     def _scan_tail(self) -> None:
         """Find next_offset and the max timestamp by reading headers from the
@@ -85,7 +114,19 @@ class Segment:
         self.max_timestamp = self.time_index.last_timestamp or -1
         data = self.log_file.pread(pos, self.size - pos)
         end = pos
+        min_base = self.base_offset + (self.offset_index.relative_offsets[-1]
+                                       if len(self.offset_index) else 0)
+        size = self.size
         for p, header in iter_batches(data):
+            # The tail is small: check its CRCs now, as the end of the log is
+            # what producers extend and readers at the end read first.
+            if not plausible(header, pos + p, size, min_base, self.base_offset):
+                raise SuspectIndexError(f"implausible batch header at position {pos + p}")
+            try:
+                validate_batch(data, p)
+            except InvalidRecordError as e:
+                raise SuspectIndexError(f"damaged batch at position {pos + p}: {e}") from None
+            min_base = header.next_offset
             if p == 0:
                 self._reset_tail(header.base_offset)
             self._note_batch(header, pos + p, index=False)
@@ -97,11 +138,15 @@ class Segment:
             self.first_batch_timestamp = first.max_timestamp
 
     def rebuild_indexes(self) -> None:
+        """From the batch headers, skipping known damage (no CRC checks)."""
         self.recover(validate=False)
 
-    def recover(self, validate: bool = True) -> int:
-        """Re-read every batch (checking CRCs when `validate`), truncate at the
-        first bad one, rebuild both indexes. Returns the bytes cut off."""
+    def recover(self, validate: bool = True, truncate_tail: bool = True) -> int:
+        """Re-read every batch (checking CRCs when `validate`) and rebuild
+        both indexes. A bad batch followed by intact ones is quarantined; one
+        followed by none is cut off when `truncate_tail` (the active segment:
+        a crash tears its end), else quarantined to the end. Returns the
+        bytes cut off."""
         self.offset_index.reset()
         self.time_index.reset()
         self.next_offset = self.base_offset
@@ -110,27 +155,48 @@ class Segment:
         self._bytes_since_index_entry = 0
         self._reset_tail(None)
         size = self.size
-        pos = 0
+        if validate:
+            self.damaged = []
+        else:
+            self.damaged = [d for d in self.damaged if d.position < size]
+        known = list(self.damaged)
+        pos = cut = 0
         while pos < size:
-            advanced = self._recover_chunk(pos, size, validate)
-            if not advanced:
-                break
+            if known and known[0].position <= pos:
+                pos = max(pos, known.pop(0).end)
+                continue
+            limit = known[0].position if known else size
+            advanced = self._recover_chunk(pos, limit, validate)
             pos += advanced
-        cut = size - pos
-        if cut:
-            self.log_file.truncate(pos)
+            if advanced or pos >= size or pos == limit:
+                continue
+            intact = find_intact(self.log_file, pos, size, self.next_offset, self.base_offset)
+            if intact is None and truncate_tail:
+                cut = size - pos
+                self.log_file.truncate(pos)
+                break
+            self._quarantine(pos, size if intact is None else intact, "found by a scan")
+            pos = size if intact is None else intact
+        if validate:
+            self.verified_to = self.unverified_end = self.size
+        else:
+            self.verified_to = min(self.verified_to, self.size)
+            self.unverified_end = min(self.unverified_end, self.size)
         self.offset_index.write_pending()
         self.time_index.write_pending()
         return cut
 
     def _recover_chunk(self, pos: int, size: int, validate: bool) -> int:
         """Index the valid batches in one chunk read at `pos`; return the
-        bytes they span (0 when the batch at `pos` is bad or incomplete)."""
+        bytes they span (0 when the batch at `pos` is bad or incomplete).
+        `size`: where to stop (the segment's end, or known damage)."""
         chunk = self.log_file.pread(pos, min(size - pos, _RECOVER_CHUNK))
         p = 0
         while (header := _header_or_none(chunk, p)) is not None:
             if header.size > size - pos - p:
                 break  # truncated by a crash
+            if header.magic != 2:
+                break
             if header.size > len(chunk) - p:
                 if p:
                     break  # read it whole with the next chunk
@@ -202,57 +268,236 @@ class Segment:
         self._tail_positions: list[int] = []
 
     def find_position(self, offset: int) -> int | None:
-        """Byte position of the first batch whose last offset is >= offset."""
+        """Byte position of the first intact batch whose last offset is >= offset."""
         if self._tail_base is not None and offset >= self._tail_base:
             i = bisect_left(self._tail_last_offsets, offset)
-            return self._tail_positions[i] if i < len(self._tail_positions) else None
+            positions = self._tail_positions
+            while i < len(positions):
+                if not self.damaged or self._damage_at(positions[i]) is None:
+                    return positions[i]
+                i += 1
+            return None
+        pos = self._walk_to(offset)
+        if pos is _TROUBLE:
+            self._found_damage(None, "found walking batch headers")
+            pos = self._walk_to(offset)
+        return None if pos is _TROUBLE else pos
+
+    def _walk_to(self, offset: int):
+        """find_position from the offset index on; _TROUBLE when a header
+        on the way does not hold up (damage, or an index that is wrong)."""
         pos = self.offset_index.lookup(max(offset - self.base_offset, 0))
         size = self.size
+        base = self.base_offset
         while pos < size:
-            chunk = self.log_file.pread(pos, min(_SCAN_CHUNK, size - pos))
+            if self.damaged and (d := self._damage_at(pos)) is not None:
+                pos = d.end
+                continue
+            limit = self._next_damage(pos) if self.damaged else size
+            chunk = self.log_file.pread(pos, min(_SCAN_CHUNK, limit - pos))
             p = 0
             while len(chunk) - p >= BATCH_HEADER_SIZE:
                 header = BatchHeader.parse(chunk, p)
+                if not plausible(header, pos + p, limit, base, base):
+                    return _TROUBLE
                 if header.last_offset >= offset:
                     return pos + p
                 p += header.size
             if p == 0:
-                return None
+                return _TROUBLE if chunk else None  # bytes too few for a header
             pos += p
         return None
 
     def read(self, offset: int, max_bytes: int, min_one: bool = True) -> bytes:
-        """Whole batches from the one holding `offset`, up to `max_bytes`
-        (at least one batch when `min_one`, however large)."""
-        pos = self.find_position(offset)
-        if pos is None:
-            return b""
-        data = self.log_file.pread(pos, min(max(max_bytes, BATCH_HEADER_SIZE), self.size - pos))
-        end = 0
-        for p, header in iter_batches(data):
-            end = p + header.size
-        if end == 0:
-            if not min_one:
+        """Whole intact batches from the one holding `offset` (or the first
+        intact one after it), up to `max_bytes` (at least one batch when
+        `min_one`, however large)."""
+        for _ in range(_MAX_DAMAGE_STEPS):
+            pos = self.find_position(offset)
+            if pos is None:
                 return b""
-            header = BatchHeader.parse(data)
-            return self.log_file.pread(pos, header.size)
-        return data[:end] if end < len(data) else data
+            limit = self._next_damage(pos) if self.damaged else self.size
+            data = self.log_file.pread(pos, min(max(max_bytes, BATCH_HEADER_SIZE), limit - pos))
+            end, bad = self._check_batches(data, pos, limit)
+            if bad == pos:
+                self._found_damage(pos, "found by a read")
+                continue  # the next intact batch
+            if end == 0:  # the first batch is larger than max_bytes
+                if not min_one:
+                    return b""
+                data = self.log_file.pread(pos, BatchHeader.parse(data).size)
+                end, bad = self._check_batches(data, pos, limit)
+                if bad is not None or end == 0:
+                    self._found_damage(pos, "found by a read")
+                    continue
+                return data
+            if bad is not None:
+                self._found_damage(bad, "found by a read")
+            return data[:end] if end < len(data) else data
+        return b""
+
+    def _check_batches(self, data, pos: int, limit: int) -> tuple[int, int | None]:
+        """(bytes of whole intact batches at the start of `data`, read at
+        `pos`; position of a bad batch that ends them, else None). CRCs are
+        checked only where no check ran since open; `limit` is where the
+        segment or the next known damage begins."""
+        n = len(data)
+        p = end = 0
+        check_from, check_to = self.verified_to, self.unverified_end
+        base = self.base_offset
+        while n - p >= BATCH_HEADER_SIZE:
+            header = BatchHeader.parse(data, p)
+            at = pos + p
+            if not plausible(header, at, limit, base, base):
+                return end, at
+            if p + header.size > n:
+                break
+            if check_from <= at < check_to:
+                try:
+                    validate_batch(data, p)
+                except InvalidRecordError:
+                    return end, at
+            p = end = p + header.size
+        if 0 < n - p < BATCH_HEADER_SIZE and pos + n == limit:
+            return end, pos + p  # bytes at the end too few to be a batch
+        if end and pos == check_from:
+            self.verified_to = max(self.verified_to, pos + end)
+        return end, None
+
+    # -- damage --------------------------------------------------------------
+
+    def _damage_at(self, pos: int) -> Damage | None:
+        for d in self.damaged:
+            if d.position <= pos < d.end:
+                return d
+            if d.position > pos:
+                break
+        return None
+
+    def _next_damage(self, pos: int) -> int:
+        """Where the first damage at or after `pos` starts, else the size."""
+        for d in self.damaged:
+            if d.position >= pos:
+                return d.position
+        return self.size
+
+    def _found_damage(self, pos: int | None, how: str) -> None:
+        """A reader (or the scrub) found the batch at `pos` bad (None: the
+        chain of batch headers broke somewhere). A batch whose framing holds
+        is quarantined up to the next intact batch; a broken chain (or an
+        offset index pointing into the middle of a batch) makes the whole
+        segment rescanned; damage up to the end of the active segment is cut."""
+        with self.lock:
+            if pos is not None and self._damage_at(pos) is not None:
+                return
+            header = None
+            if pos is not None:
+                head = self.log_file.pread(pos, BATCH_HEADER_SIZE)
+                if len(head) == BATCH_HEADER_SIZE:
+                    header = BatchHeader.parse(head)
+            base = self.base_offset
+            if header is None or not plausible(header, pos, self.size, base, base):
+                self._rescan(how)
+                return
+            intact = find_intact(self.log_file, pos, self.size, base, base)
+            if intact is None and self.active:
+                self._cut(pos, how)
+            else:
+                self._quarantine(pos, self.size if intact is None else intact, how)
+
+    def _rescan(self, how: str) -> None:
+        log.error("%s: batch headers do not hold up (%s): checking every batch",
+                  self.path(files.LOG_SUFFIX), how)
+        cut = self.recover(validate=True, truncate_tail=self.active)
+        if cut:
+            self.cuts += 1
+            log.error("%s: cut %d damaged bytes off its end; it now ends at offset %d",
+                      self.path(files.LOG_SUFFIX), cut, self.next_offset)
+
+    def _cut(self, pos: int, how: str) -> None:
+        size = self.size
+        self.log_file.truncate(pos)
+        self.rebuild_indexes()
+        self.cuts += 1
+        log.error("%s: damaged batch at position %d (%s), nothing intact after it: cut %d "
+                  "bytes off its end; it now ends at offset %d",
+                  self.path(files.LOG_SUFFIX), pos, how, size - pos, self.next_offset)
+
+    def _quarantine(self, pos: int, end: int, how: str) -> None:
+        self.damaged = sorted([*self.damaged, Damage(pos, end)])
+        self.damage_found += 1
+        log.error("%s: damaged batch data at bytes %d-%d (%s): quarantined, readers skip "
+                  "to the next intact batch", self.path(files.LOG_SUFFIX), pos, end, how)
+
+    def scrub(self, budget: int) -> int:
+        """CRC-check about `budget` bytes of batches not checked since open,
+        from `verified_to` on. Returns the bytes covered; 0 when none are left.
+        The caller holds the log's lock."""
+        pos = self.verified_to
+        if pos >= self.unverified_end:
+            return 0
+        if self.damaged and (d := self._damage_at(pos)) is not None:
+            self.verified_to = d.end
+            return d.end - pos
+        limit = self._next_damage(pos) if self.damaged else self.size
+        data = self.log_file.pread(pos, min(max(budget, BATCH_HEADER_SIZE),
+                                            min(limit, self.unverified_end) - pos))
+        end, bad = self._check_batches(data, pos, limit)
+        if bad is None and end == 0 and len(data) >= BATCH_HEADER_SIZE:  # one large batch
+            data = self.log_file.pread(pos, BatchHeader.parse(data).size)
+            end, bad = self._check_batches(data, pos, limit)
+        if bad is not None:
+            self._found_damage(bad, "found by the scrub")
+        elif end == 0:
+            self._found_damage(pos, "found by the scrub")
+        return max(end, 1)
+
+    # -- whole-segment iteration --------------------------------------------
 
     def headers(self):
-        """Yield (position, header) for every batch, reading headers only."""
-        pos, size = 0, self.size
-        while pos < size:
-            header = BatchHeader.parse(self.log_file.pread(pos, BATCH_HEADER_SIZE))
+        """Yield (position, header) for every intact batch, reading headers
+        only (no CRC checks)."""
+        for pos, header, _ in self._iter_intact(False):
             yield pos, header
-            pos += header.size
 
     def batches(self):
-        """Yield (position, header, raw bytes) for every batch in the segment."""
-        pos, size = 0, self.size
-        while pos < size:
-            header = BatchHeader.parse(self.log_file.pread(pos, BATCH_HEADER_SIZE))
-            yield pos, header, self.log_file.pread(pos, header.size)
-            pos += header.size
+        """Yield (position, header, raw bytes) for every intact batch; the
+        CRCs of batches not checked since open are checked on the way."""
+        yield from self._iter_intact(True)
+
+    def _iter_intact(self, with_data: bool):
+        pos = 0
+        base = self.base_offset
+        while pos < self.size:
+            if self.damaged and (d := self._damage_at(pos)) is not None:
+                pos = d.end
+                continue
+            head = self.log_file.pread(pos, BATCH_HEADER_SIZE)
+            limit = self._next_damage(pos) if self.damaged else self.size
+            header = BatchHeader.parse(head) if len(head) == BATCH_HEADER_SIZE else None
+            raw = None
+            if header is not None and plausible(header, pos, limit, base, base):
+                if not with_data:
+                    yield pos, header, None
+                    pos += header.size
+                    continue
+                raw = self.log_file.pread(pos, header.size)
+                if not self.verified_to <= pos < self.unverified_end:
+                    yield pos, header, raw
+                    pos += header.size
+                    continue
+                try:
+                    validate_batch(raw)
+                    yield pos, header, raw
+                    pos += header.size
+                    continue
+                except InvalidRecordError:
+                    pass
+            self._found_damage(pos, "found by a scan")
+            if pos < self.size and self._damage_at(pos) is None:
+                log.error("%s: no batch starts at position %d after a rescan; stopping there",
+                          self.path(files.LOG_SUFFIX), pos)
+                return
 
     def offset_for_timestamp(self, timestamp: int) -> tuple[int, int] | None:
         """(offset, timestamp) of the first record with timestamp >= target."""
@@ -295,10 +540,24 @@ class Segment:
         stand between a producer and its acknowledgement."""
         self.log_file.sync()
         if indexes:
-            self.offset_index.sync()
-            self.time_index.sync()
+            self._write_indexes(sync=True)
+
+    def _write_indexes(self, sync: bool = False) -> None:
+        """Write (and fsync) the pending index entries. A failure (a full
+        disk) empties both files instead of failing the log: they are
+        derived, an empty index makes the next load rescan the `.log`, and
+        the entries stay in memory to be written again by the next call."""
+        try:
+            for index in (self.offset_index, self.time_index):
+                index.sync() if sync else index.write_pending()
+        except OSError as e:
+            log.warning("%s: writing its indexes failed (%s); they will be rebuilt from the log",
+                        self.path(files.LOG_SUFFIX), e)
+            for index in (self.offset_index, self.time_index):
+                index.forget_written()
 
     def close(self) -> None:
+        self._write_indexes()
         self.log_file.close()
         self.offset_index.close()
         self.time_index.close()

@@ -2,6 +2,8 @@
 headers, null values, a 1 MiB value, every codec, acks 0/1/all, in order,
 with dense offsets."""
 
+import shutil
+
 import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
@@ -47,6 +49,8 @@ def test_produce_and_consume(broker, client, acks, codec):
     check(got, records)
 
 
+@pytest.mark.skipif(shutil.which("kcat") is None, reason="kcat is not installed: `apt-get install "
+                    "kcat` (make test and .ci/run install it when run as root)")
 @pytest.mark.parametrize("acks", ["0", "1", "all"])
 @pytest.mark.parametrize("codec", CODECS)
 def test_kcat(broker, tmp_path, acks, codec):

@@ -316,22 +316,50 @@ def test_kip848_consumer_protocol_join_rebalance_commit(broker):
             b.stop()
 
 
-def test_kip848_assignors_unit():
-    from strom.coordinator.consumer_group import ConsumerMember, assign
+def _kip848_scale_out(tmp_path, members: int, partitions: int, heartbeat_ms: int = 250) -> float:
+    """`members` consumer-protocol members share `partitions`, then one more
+    joins: seconds until every member holds partitions (and together they
+    hold each partition once)."""
+    with EmbeddedBroker(data_dir=str(tmp_path / "data"), storage="disk",
+                        **{"group.consumer.heartbeat.interval.ms": heartbeat_ms}) as broker:
+        bs = broker.bootstrap_servers
+        create(bs, "scale", partitions)
+        new = {"group.protocol": "consumer"}
+        group = [Member(bs, "gscale", "scale", **new) for _ in range(members)]
+        def settled():
+            sizes = [len(m.assignment) for m in group]
+            return (sum(sizes) == partitions and max(sizes) - min(sizes) <= 1
+                    and broker.broker.groups.consumer_groups.groups["gscale"].state == "Stable")
 
-    members = {m: ConsumerMember(m, None, "c", "h", None, 1000, subscribed=["t", "u"])
-               for m in ("m1", "m2", "m3")}
-    for name in ("uniform", "range"):
-        out = assign(name, members, {"t": 4, "u": 2})
-        owned = [(t, p) for m in out.values() for t, ps in m.items() for p in ps]
-        assert sorted(owned) == sorted([("t", p) for p in range(4)] + [("u", 0), ("u", 1)])
-    uniform = assign("uniform", members, {"t": 4, "u": 2})
-    assert sorted(sum(len(ps) for ps in m.values()) for m in uniform.values()) == [2, 2, 2]
-    ranged = assign("range", members, {"t": 4, "u": 2})  # per topic, like Kafka's range
-    assert [sorted(ranged[m].get("t", ())) for m in ("m1", "m2", "m3")] == [[0, 1], [2], [3]]
-    assert [sorted(ranged[m].get("u", ())) for m in ("m1", "m2", "m3")] == [[0], [1], []]
-    members["m1"].assigned = {"t": {3}}
-    assert 3 in assign("uniform", members, {"t": 4, "u": 2})["m1"].get("t", set())  # sticky
+        try:
+            wait_for(settled, message=f"{members} members share {partitions} partitions")
+            before = [set(m.assignment) for m in group]
+            started = time.monotonic()
+            group.append(Member(bs, "gscale", "scale", **new))
+            wait_for(lambda: all(m.assignment for m in group), timeout=30,
+                     message="the newcomer holds partitions")
+            took = time.monotonic() - started
+            wait_for(settled, message="the group settles")
+            held = [p for m in group for p in m.assignment]
+            assert sorted(held) == list(range(partitions))  # each partition once
+            # Sticky: the old members gave up only what the newcomer took.
+            assert sum(len(b - m.assignment) for b, m in zip(before, group)) == len(group[-1].assignment)
+            return took
+        finally:
+            for m in group:
+                m.stop()
+
+
+def test_kip848_third_member_gets_partitions_from_two(tmp_path):
+    # Today the third member of [0, 1] + [2, 3] holds nothing, for good.
+    took = _kip848_scale_out(tmp_path, 2, 4)
+    assert took < 3.0, f"{took:.1f} s: more than a few 250 ms heartbeats"
+
+
+def test_kip848_eleventh_member_gets_partitions_from_ten(tmp_path):
+    took = _kip848_scale_out(tmp_path, 10, 50)
+    print(f"11th member of a KIP-848 group on 50 partitions held partitions after {took:.2f} s")
+    assert took < 5.0, f"{took:.1f} s: more than a few 250 ms heartbeats"
 
 
 def _kafka_python_member(bs, group, topic, seen, stop):

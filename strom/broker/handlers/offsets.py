@@ -11,6 +11,7 @@ from kio.schema.errors import ErrorCode
 
 from strom.broker.handlers.errors import error_code
 from strom.broker.router import api
+from strom.coordinator import is_internal_topic
 from strom.storage import StorageError
 
 LATEST, EARLIEST, MAX_TIMESTAMP, EARLIEST_LOCAL, LATEST_TIERED = -1, -2, -3, -4, -5
@@ -87,6 +88,9 @@ def handle_delete_records(ctx, request):
             plog = _partition_log(ctx.broker.logs, t.name, p.partition_index)
             if plog is None:
                 entry["error_code"] = ErrorCode.unknown_topic_or_partition
+                continue
+            if is_internal_topic(t.name):  # as Kafka: committed offsets are not the client's to drop
+                entry["error_code"] = ErrorCode.invalid_topic_exception
                 continue
             offset = plog.high_watermark if p.offset == -1 else p.offset
             try:

@@ -14,6 +14,8 @@ from kio.schema.errors import ErrorCode
 from strom.broker.context import NO_RESPONSE, RawResponse
 from strom.broker.handlers.errors import error_code
 from strom.broker.router import api
+from strom.coordinator import is_internal_topic
+from strom.logsafe import printable
 from strom.protocol.produce_response import encode_produce_response
 from strom.records.errors import InvalidRecordError
 from strom.storage import StorageError
@@ -45,6 +47,12 @@ def handle_produce(ctx, request):
                 entry["error_code"] = (ErrorCode.unknown_topic_id if topic_id is not None and topic is None
                                        else ErrorCode.unknown_topic_or_partition)
                 continue
+            if is_internal_topic(name):  # as Kafka: only the broker writes them
+                entry["error_code"] = ErrorCode.invalid_topic_exception
+                entry["error_message"] = f"Cannot append to internal topic {name}"
+                log.warning("produce to %s-%d from %s refused: internal topic",
+                            name, part.index, ctx.header.client_id)
+                continue
             plog = topic.logs[part.index]
             try:
                 if part.records is None:
@@ -53,8 +61,8 @@ def handle_produce(ctx, request):
             except (StorageError, InvalidRecordError) as e:
                 entry["error_code"] = error_code(e)
                 entry["error_message"] = str(e)
-                log.warning("produce to %s-%d from %s refused: %s",
-                            name, part.index, ctx.header.client_id, e)
+                log.warning("produce to %s-%d from %r refused: %s",
+                            printable(name), part.index, ctx.header.client_id, printable(e))
                 continue
             broker.notifier.notify(plog)
             entry.update(base_offset=result.base_offset, log_append_time=result.log_append_time,

@@ -25,7 +25,7 @@ _EPOCH_MAX = 2**15 - 1
 @api(22)
 def handle_init_producer_id(ctx, request):
     if request.transactional_id is not None:
-        log.warning("client %s asked for transactional id %r: transactions are not supported yet",
+        log.warning("client %r asked for transactional id %r: transactions are not supported yet",
                     ctx.header.client_id, request.transactional_id)
         return ctx.respond({"throttle_time": 0, "error_code": ErrorCode.invalid_request,
                             "producer_id": -1, "producer_epoch": -1})

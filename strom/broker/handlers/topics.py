@@ -2,6 +2,10 @@
 
 One node: a replication factor other than 1 (or -1, "the default") is
 INVALID_REPLICATION_FACTOR; manual assignments may only name this node.
+Internal topics (`__consumer_offsets`, ...) belong to the broker: a client
+may not create, delete or grow one. Kafka refuses creating its metadata
+topic the same way; it lets an admin delete `__consumer_offsets`, which
+would leave Strom's group coordinator writing to a deleted log.
 """
 
 from kio.schema.errors import ErrorCode
@@ -9,6 +13,7 @@ from kio.schema.errors import ErrorCode
 from strom.broker.handlers.configs import describe_topic_configs
 from strom.broker.handlers.errors import error_code
 from strom.broker.router import api
+from strom.coordinator import is_internal_topic
 from strom.storage import StorageError, UnknownTopicError
 
 
@@ -20,6 +25,10 @@ def handle_create_topics(ctx, request):
         entry = {"name": t.name, "error_code": 0, "error_message": None,
                  "num_partitions": -1, "replication_factor": -1, "configs": None}
         results.append(entry)
+        if is_internal_topic(t.name):
+            entry.update(error_code=ErrorCode.invalid_request,
+                         error_message=f"Creation of internal topic {t.name} is prohibited.")
+            continue
         partitions = t.num_partitions if t.num_partitions != -1 else broker.config.num_partitions
         if t.assignments:
             partitions = len(t.assignments)
@@ -60,6 +69,10 @@ def handle_delete_topics(ctx, request):
             if name is None:
                 name = logs.get_topic_by_id(topic_id).name
                 entry["name"] = name
+            if is_internal_topic(name):
+                entry.update(error_code=ErrorCode.invalid_topic_exception,
+                             error_message=f"Cannot delete internal topic {name}")
+                continue
             topic = ctx.broker.delete_topic(name)
             entry["topic_id"] = topic.topic_id
         except UnknownTopicError as e:
@@ -76,6 +89,10 @@ def handle_create_partitions(ctx, request):
     for t in request.topics:
         entry = {"name": t.name, "error_code": 0, "error_message": None}
         results.append(entry)
+        if is_internal_topic(t.name):
+            entry.update(error_code=ErrorCode.invalid_topic_exception,
+                         error_message=f"Cannot add partitions to internal topic {t.name}")
+            continue
         try:
             ctx.broker.logs.create_partitions(t.name, t.count, validate_only=request.validate_only)
         except StorageError as e:

@@ -182,21 +182,44 @@ def test_truncate_to_removes_whole_batches(medium_factory):
     assert [r.offset for r in read_all(plog)] == list(range(9))
 
 
-def test_write_error_is_sticky(tmp_path):
+def test_a_failed_write_is_refused_until_a_write_succeeds_again(tmp_path):
     from strom.storage.files import DiskMedium
 
     plog = open_log(DiskMedium(str(tmp_path)))
     plog.append(batch([b"a"]))
     # Point the active segment at a device that always fails writes (ENOSPC).
     f = plog.active.log_file
-    os.close(f._fd)
+    real_fd = f._fd
     f._fd = os.open("/dev/full", os.O_WRONLY)
     with pytest.raises(LogWriteError):
         plog.append(batch([b"b"]))
-    f._fd = os.open(str(tmp_path / "t-0" / "00000000000000000000.log"), os.O_RDWR | os.O_APPEND)
     with pytest.raises(LogWriteError):
-        plog.append(batch([b"c"]))
-    assert plog.log_end_offset == 1
+        plog.append(batch([b"b"]))
+    assert plog.failed and plog.log_end_offset == 1
+    os.close(f._fd)
+    f._fd = real_fd  # space again
+    assert plog.append(batch([b"c"])).base_offset == 1
+    assert not plog.failed
+    assert [r.value for r in read_all(plog)] == [b"a", b"c"]
+
+
+def test_a_failed_fsync_stays_sticky(tmp_path):
+    """After a failed fsync the kernel may have dropped the dirty pages:
+    nothing can say what is on disk, so the log stays offline."""
+    from strom.storage.files import DiskMedium
+
+    plog = open_log(DiskMedium(str(tmp_path)))
+    plog.append(batch([b"a"]))
+    f = plog.active.log_file
+    real_fd = f._fd
+    f._fd = os.open("/dev/full", os.O_WRONLY)  # fdatasync fails: EINVAL
+    with pytest.raises(LogWriteError):
+        plog.flush()
+    os.close(f._fd)
+    f._fd = real_fd
+    with pytest.raises(LogWriteError):
+        plog.append(batch([b"b"]))
+    assert plog.failed and plog.log_end_offset == 1
 
 
 def test_compressed_batches_are_stored_as_sent(medium_factory):

@@ -25,13 +25,16 @@ def _fill(medium, n=60):
 
 
 @pytest.mark.parametrize("seed", range(12))
-def test_cut_and_garbage_leave_exactly_the_valid_prefix(tmp_path, seed):
+def test_cut_and_garbage_lose_only_the_damaged_batches(tmp_path, seed):
+    """The active segment's torn end is cut; a cut earlier segment loses
+    only its damaged end, and the intact segments after it stay."""
     rng = random.Random(seed)
     medium = DiskMedium(str(tmp_path))
     records = _fill(medium)
     d = tmp_path / "t-0"
     logs = sorted(p for p in d.iterdir() if p.suffix == ".log")
-    victim = logs[-1] if seed % 2 else rng.choice(logs)
+    victim = logs[-1] if seed % 2 else rng.choice(logs[:-1])
+    later = logs[logs.index(victim) + 1] if victim != logs[-1] else None
     data = victim.read_bytes()
     cut = rng.randrange(0, len(data))
     garbage = rng.randbytes(rng.randrange(0, 200)) if seed % 3 else b""
@@ -50,11 +53,14 @@ def test_cut_and_garbage_leave_exactly_the_valid_prefix(tmp_path, seed):
         if seed % 4 == 0:
             idx.unlink()
     plog = PartitionLog(medium, "t-0", CONFIG, recovery_point=0)
-    assert plog.log_end_offset == survivors_end
-    assert read_all(plog) == [r for r in records if r.offset < survivors_end]
-    assert sorted(p for p in d.iterdir() if p.suffix == ".log")[-1].stem <= victim.stem
+    kept_from = int(later.stem) if later else None
+    expected = [r for r in records if r.offset < survivors_end
+                or (kept_from is not None and r.offset >= kept_from)]
+    assert read_all(plog) == expected
+    end = survivors_end if later is None else records[-1].offset + 1
+    assert plog.log_end_offset == end
     # Appends continue densely, indexes work for lookups after recovery.
-    assert plog.append(batch([b"after"])).base_offset == survivors_end
+    assert plog.append(batch([b"after"])).base_offset == end
     if survivors_end > 1005 - 1000:
         assert plog.offset_for_timestamp(1003)[0] <= 10
 
@@ -68,9 +74,11 @@ def test_recovery_starts_at_the_recovery_point(tmp_path, caplog):
         f.seek(100)
         f.write(b"\xff" * 8)
     plog = PartitionLog(medium, "t-0", CONFIG, recovery_point=10**6)
-    assert plog.log_end_offset > 100  # nothing below the point was rescanned
+    assert "damaged" not in caplog.text  # nothing below the point was rescanned
+    end = plog.log_end_offset
     plog = PartitionLog(medium, "t-0", CONFIG, recovery_point=0)
-    assert plog.log_end_offset < 10
+    assert "quarantined" in caplog.text
+    assert plog.log_end_offset == end > 100  # the damaged batch is skipped, not cut
 
 
 def test_manager_recovers_after_unclean_stop_and_skips_after_clean(tmp_path):

@@ -1,0 +1,85 @@
+"""A full disk: produce is refused cleanly, nothing acknowledged is lost, and
+once space is freed the partition takes produce again without a restart.
+
+Runs on a real, small filesystem (a 4 MiB tmpfs mounted for the test), so
+the ENOSPC comes from the kernel, part-way through a write."""
+
+import errno
+import os
+import subprocess
+
+import pytest
+
+from strom.storage import LogConfig, LogWriteError, PartitionLog
+from strom.storage.files import DiskMedium
+from tests.unit.storage.helpers import batch, read_all
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    mount_point = tmp_path / "small"
+    mount_point.mkdir()
+    try:
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount_point)],
+                              capture_output=True, text=True, timeout=10)
+    except (FileNotFoundError, subprocess.TimeoutExpired) as e:
+        pytest.skip(f"cannot mount a small tmpfs to fill: {e}")
+    if done.returncode:
+        pytest.skip(f"cannot mount a small tmpfs to fill (needs root): {done.stderr.strip()}")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], capture_output=True, timeout=10)
+
+
+def _fill_up(path) -> None:
+    """Take every free block but a few, so the log's next writes fail."""
+    with open(path, "wb") as f:
+        try:
+            while True:
+                f.write(b"\0" * 65536)
+                f.flush()
+        except OSError as e:
+            assert e.errno == errno.ENOSPC
+
+
+def test_a_full_disk_refuses_produce_then_recovers_when_space_is_freed(small_disk):
+    medium = DiskMedium(str(small_disk))
+    config = LogConfig({"segment.bytes": str(512 * 1024), "retention.ms": "-1"})
+    plog = PartitionLog(medium, "t-0", config)
+    acked: dict[int, bytes] = {}
+
+    def produce(i: int) -> None:
+        value = b"record-%06d-" % i + bytes([i % 251]) * 3000
+        result = plog.append(batch([value]))
+        acked[result.base_offset] = value
+
+    for i in range(100):
+        produce(i)
+    plog.flush()
+    _fill_up(small_disk / "filler")
+    refused = 0
+    for i in range(100, 400):
+        try:
+            produce(i)
+        except LogWriteError:
+            refused += 1
+    assert refused > 250, "a full disk must refuse produce"
+    assert plog.failed
+    # Readers see every acknowledged record and nothing of the torn writes.
+    assert {r.offset: r.value for r in read_all(plog)} == acked
+
+    os.remove(small_disk / "filler")
+    for i in range(400, 450):
+        produce(i)  # no LogWriteError: the partition is healthy again
+    assert not plog.failed
+    plog.flush()
+    assert {r.offset: r.value for r in read_all(plog)} == acked
+    offsets = sorted(acked)
+    assert offsets == list(range(len(offsets))), "offsets stay dense across the failure"
+    plog.close()
+
+    # And after a restart that recovers every segment from scratch.
+    again = PartitionLog(DiskMedium(str(small_disk)), "t-0", config, recovery_point=0)
+    assert {r.offset: r.value for r in read_all(again)} == acked
+    again.close()
