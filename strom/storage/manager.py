@@ -46,7 +46,7 @@ from strom.storage.log import PartitionLog, now_ms
 log = logging.getLogger(__name__)
 
 _PRODUCER_ID_BLOCK = 1000
-_SCRUB_BUDGET = 4 * 1024 * 1024  # bytes verified per log and pass, when logs scrub
+_SCRUB_BUDGET = 8 * 1024 * 1024  # bytes CRC-checked per maintenance pass, all logs together
 _LEGAL_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
 
 
@@ -85,10 +85,12 @@ class LogManager:
                  checkpoint_interval_s: float = 10.0):
         if storage == "memory":
             self.medium = MemoryMedium()
+            self.fd_limit = 0
         elif storage == "disk":
             if data_dir is None:
                 raise ValueError("disk storage needs a data directory")
-            self.medium = DiskMedium(data_dir)
+            self.fd_limit = limits.raise_nofile_limit()
+            self.medium = DiskMedium(data_dir, max_open_files=limits.file_cache_size(self.fd_limit))
         else:
             raise ValueError(f"unknown storage {storage!r}: use 'disk' or 'memory'")
         self.data_dir = data_dir
@@ -97,11 +99,11 @@ class LogManager:
         self._by_id: dict[uuid.UUID, Topic] = {}
         self._lock = threading.RLock()
         self.flusher = Flusher()
-        self.fd_limit = limits.raise_nofile_limit() if storage == "disk" else 0
         if self.fd_limit:
+            room = (self.fd_limit - limits.reserve(self.fd_limit) - limits.open_fds()
+                    - limits.cache_headroom(self.medium)) // limits.FDS_PER_PARTITION
             log.info("open files limit %d: room for about %d more partitions", self.fd_limit,
-                     max(self.fd_limit - limits.reserve(self.fd_limit) - limits.open_fds(), 0)
-                     // limits.FDS_PER_PARTITION)
+                     max(room, 0))
         self._load()
         self._stop = threading.Event()
         self._maintenance_interval_s = maintenance_interval_s
@@ -279,10 +281,8 @@ class LogManager:
         return topic
 
     def _check_budget(self, partitions: int, existing: int = 0) -> None:
-        if self.medium.durable:
-            limits.check_create(self.fd_limit, partitions, existing)
-        else:
-            limits.check_create(0, partitions, existing)
+        limits.check_create(self.fd_limit if self.medium.durable else 0, partitions, existing,
+                            limits.cache_headroom(self.medium))
 
     def _add_partition(self, topic: Topic, p: int) -> None:
         d = files.partition_dir_name(topic.name, p)
@@ -386,12 +386,19 @@ class LogManager:
                 last_checkpoint = elapsed
 
     def run_maintenance(self, now: int | None = None) -> None:
-        """One pass of compaction, retention (and scrub, where the log has
-        it) over every log. Each task of each log runs on its own: one that
+        """One pass of compaction, retention and the CRC scrub over every log
+        (the scrub shares _SCRUB_BUDGET bytes a pass among the logs, in order,
+        so it is rate-limited). Each task of each log runs on its own: one that
         fails is reported and retried next pass, the others go on."""
         now = now_ms() if now is None else now
         with self._lock:
             topics = list(self.topics.values())
+        scrub_left = _SCRUB_BUDGET
+
+        def scrub(plog: PartitionLog) -> None:
+            nonlocal scrub_left
+            scrub_left -= plog.scrub(scrub_left)
+
         for topic in topics:
             for plog in list(topic.logs):
                 if plog.failed:
@@ -399,9 +406,8 @@ class LogManager:
                 if topic.config.compact and self._dirty_enough(plog):
                     self._run_task("compaction", plog, self._compact, plog, now)
                 self._run_task("retention", plog, plog.apply_retention, now)
-                scrub = getattr(plog, "scrub", None)
-                if scrub is not None:
-                    self._run_task("scrub", plog, scrub, _SCRUB_BUDGET)
+                if scrub_left > 0:
+                    self._run_task("scrub", plog, scrub, plog)
 
     def _compact(self, plog: PartitionLog, now: int) -> None:
         cleaner.clean(plog, now)

@@ -25,7 +25,7 @@ def create(bs, name, partitions):
 
 def test_a_create_that_does_not_fit_is_refused_whole(broker_process):
     broker = broker_process()
-    broker.preexec_fn = limit(1024, 1024)
+    broker.preexec_fn = limit(512, 512)
     broker.start()
     bs = broker.bootstrap_servers
     err = create(bs, "wide", 400)
@@ -34,16 +34,16 @@ def test_a_create_that_does_not_fit_is_refused_whole(broker_process):
     err = create(bs, "huge", 100_000)
     assert err is not None and "more than the 10000" in err.str()
     assert not [d for d in os.listdir(broker.data_dir) if d.startswith(("wide-", "huge-"))]
-    assert create(bs, "fits", 20) is None
+    assert create(bs, "fits", 100) is None
     admin = AdminClient({"bootstrap.servers": bs})
-    f = admin.create_partitions([NewPartitions("fits", 420)])["fits"]
+    f = admin.create_partitions([NewPartitions("fits", 400)])["fits"]
     try:
         f.result(30)
-        raise AssertionError("420 partitions cannot fit in 1024 descriptors")
+        raise AssertionError("400 partitions cannot fit in 512 descriptors")
     except KafkaException as e:
         assert e.args[0].name() == "INVALID_PARTITIONS"
     assert sorted(d for d in os.listdir(broker.data_dir) if d.startswith("fits-")) == sorted(
-        f"fits-{p}" for p in range(20))
+        f"fits-{p}" for p in range(100))
     clients.produce_confluent(bs, "fits", [(None, b"still serving", None)], "all", "none")
     got = clients.consume_confluent(bs, "fits", 1)
     assert [v for _, _, v, _ in got] == [b"still serving"]
@@ -55,8 +55,8 @@ def test_a_create_that_does_not_fit_is_refused_whole(broker_process):
 
 def test_the_soft_limit_is_raised_to_the_hard_one(broker_process):
     broker = broker_process()
-    broker.preexec_fn = limit(1024, 4096)
+    broker.preexec_fn = limit(128, 512)
     broker.start()
-    assert "open files limit 4096" in "".join(broker.output)
-    assert create(broker.bootstrap_servers, "wide", 400) is None
+    assert "open files limit 512" in "".join(broker.output)
+    assert create(broker.bootstrap_servers, "wide", 100) is None  # no room under 128
     assert broker.stop() == 0
