@@ -30,7 +30,7 @@ from strom.records.batch import (
     patch_max_timestamp,
     validate_batch,
 )
-from strom.storage import checkpoint, files
+from strom.storage import checkpoint, files, producer_state
 from strom.storage.config import LogConfig
 from strom.storage.errors import LogWriteError, OffsetOutOfRangeError, RecordTooLargeError
 from strom.storage.producer_state import ProducerStateTable
@@ -312,15 +312,25 @@ class PartitionLog:
 
     @property
     def producer_state(self) -> ProducerStateTable:
-        """Built on first use by replaying the batch headers of the log."""
+        """Built on first use: the newest snapshot, then the batch headers
+        after it (producer_state.py)."""
         if self._producers is None:
-            table = ProducerStateTable()
+            loaded = producer_state.load_snapshot(self.medium, self.directory, self.log_end_offset)
+            start, table = loaded if loaded else (-1, ProducerStateTable())
             for seg in self.segments:
+                if seg.next_offset <= start:
+                    continue
                 for _, header in seg.headers():
-                    if header.producer_id >= 0 and header.base_sequence >= 0:
+                    if header.producer_id >= 0 and header.base_sequence >= 0 \
+                            and header.base_offset >= start:
                         table.update(header)
             self._producers = table
         return self._producers
+
+    def _forget_producers(self) -> None:
+        """The log was cut back: rebuild the state from what is left."""
+        self._producers = None
+        producer_state.delete_snapshots_after(self.medium, self.directory, self.log_end_offset)
 
     def roll(self) -> Segment:
         with self._lock:
@@ -366,7 +376,7 @@ class PartitionLog:
 
     def _after_cut(self) -> None:
         """Damage at the end of the log was cut off: it ends earlier now."""
-        self._producers = None  # rebuilt from what is left
+        self._forget_producers()
         self.recovery_point = min(self.recovery_point, self.log_end_offset)
 
     def scrub(self, budget_bytes: int) -> int:
@@ -540,7 +550,7 @@ class PartitionLog:
             self.active.log_file.pin()
             self.active.active = True
             self.active.truncate_to(offset)
-            self._producers = None  # rebuilt from what is left
+            self._forget_producers()
             self.recovery_point = min(self.recovery_point, self.log_end_offset)
             if self.log_start_offset > self.log_end_offset:
                 self.log_start_offset = self.log_end_offset
@@ -574,6 +584,12 @@ class PartitionLog:
     def close(self) -> None:
         if not self._werr:
             self.flush()
+            if self._producers is not None:  # everything below the log end is fsynced
+                try:
+                    producer_state.write_snapshot(self.medium, self.directory,
+                                                  self.log_end_offset, self._producers)
+                except OSError as e:  # derived data: the next start scans the log instead
+                    log.warning("%s: producer state snapshot not written: %s", self.directory, e)
         with self._flush_lock, self._lock:
             for seg in self.segments:
                 seg.close()

@@ -4,9 +4,8 @@ given garbage or deleted, after a clean stop and after SIGKILL of a real
 broker. The broker must never delete data because of it: every record
 produced before is still readable, and what is served passes its CRC.
 
-(Strom writes no producer-state snapshot files: the state is rebuilt from
-the batch headers, which compaction keeps for each producer's last five
-batches, see storage/cleaner.py. So there is no snapshot to damage.)
+A damaged producer-state snapshot must leave the state what the batch
+headers say (snapshots are derived data).
 
 The data directories come from a real broker subprocess (once per module);
 each damaged copy is opened by the same LogManager start-up code the broker
@@ -23,6 +22,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from strom.records.batch import batch_records, iter_batches, validate_batch
 from strom.storage import LogManager
+from strom.storage.producer_state import ProducerStateTable
 from tests.integration.conftest import BrokerProcess
 
 OLD = int(time.time() * 1000) - 30 * 86_400_000  # past the default retention.ms
@@ -76,10 +76,13 @@ def golden(tmp_path_factory):
     shutil.copytree(data, root / "kill")
     assert os.path.exists(root / "kill" / "recovery-point-offset-checkpoint")
     assert os.path.exists(root / "kill" / "keep-0" / "log-start-offset")
+    assert list((root / "kill" / "keep-1").glob("*.snapshot"))
     return {"clean": (root / "clean", at_clean_stop), "kill": (root / "kill", acked)}
 
 
 def damage(path, how):
+    if "*" in path.name:
+        (path,) = path.parent.glob(path.name)
     raw = path.read_bytes()
     if how == "deleted":
         path.unlink()
@@ -131,13 +134,22 @@ def check(data_dir, acked):
                         latest[want[o][0]] = want[o][1]
                     assert {k: v for k, v in got.values()} == latest
             mgr.run_maintenance(now=int(time.time() * 1000))  # retention deletes none of it
+        for plog in mgr.all_logs():  # what the headers say, snapshot or not
+            table = ProducerStateTable()
+            for seg in plog.segments:
+                for _, h in seg.headers():
+                    if h.producer_id >= 0 and h.base_sequence >= 0:
+                        table.update(h)
+            assert {p: list(e.batches) for p, e in plog.producer_state.producers.items()} == {
+                p: list(e.batches) for p, e in table.producers.items()}
         pids = {pid for plog in mgr.all_logs() for pid in plog.producer_state.producers}
         assert mgr.allocate_producer_id() > max(pids, default=-1)
     finally:
         mgr.close()
 
 
-FILES = ["topics.json", "meta.json", "recovery-point-offset-checkpoint", "keep-0/log-start-offset"]
+FILES = ["topics.json", "meta.json", "recovery-point-offset-checkpoint", "keep-0/log-start-offset",
+         "keep-1/*.snapshot"]
 DAMAGES = ["cut", "zeroed", "flipped", "garbage", "deleted"]
 
 
