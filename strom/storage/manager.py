@@ -6,7 +6,9 @@ Layout (see files.py for the names):
     <data_dir>/topics.json           {topic: {"id", "partitions", "configs"}}
     <data_dir>/recovery-point-offset-checkpoint   "topic partition offset" lines
     <data_dir>/.strom_cleanshutdown  present only after a clean stop
-    <data_dir>/<topic>-<partition>/  one PartitionLog each
+    <data_dir>/<topic>-<partition>/  one PartitionLog each (segments, log-start-offset,
+                                     <offset>.snapshot: producer state, see producer_state.py)
+    <data_dir>/<topic>-<partition>.<32 hex>-delete/  being deleted (removed at load)
 
 `meta.json`, `topics.json` and the checkpoint are checksummed
 (checkpoint.py) and replaced atomically (temp file, fsync, rename, fsync
