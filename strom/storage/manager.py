@@ -180,10 +180,6 @@ class LogManager:
                                                pending.config.overrides))
         registry.store_topics(self.medium, entries)
 
-    def _store_registry_locked(self) -> None:
-        with self._lock:
-            self._store_registry()
-
     def _read_recovery_points(self) -> dict[str, int]:
         """Recovery points by directory. A damaged file is ignored whole:
         every log is then recovered from its start (slower, never wrong)."""
@@ -303,11 +299,14 @@ class LogManager:
         topic.logs.append(plog)
         self.flusher.watch(plog)
 
-    def _discard_logs(self, logs: list[PartitionLog], then=None) -> None:
-        """Close and remove partition logs. On disk each directory is first
-        renamed to a `-delete` marker; `then` (writing topics.json) runs once
-        they all are, before the markers are removed, so a crash part-way
-        leaves only marked directories for the next load to finish."""
+    def _discard_logs(self, logs: list[PartitionLog]) -> None:
+        self._remove_marked(self._mark_deleted(logs))
+
+    def _mark_deleted(self, logs: list[PartitionLog]) -> list[str]:
+        """Close partition logs and, on disk, rename each directory to a
+        `-delete` marker (then fsync the data directory), so that a crash
+        before the caller writes topics.json leaves only marked directories,
+        which the next load removes. Returns the directories to remove."""
         marked = []
         for plog in logs:
             self.flusher.unwatch(plog)
@@ -322,8 +321,9 @@ class LogManager:
             marked.append(target)
         if self.medium.durable and marked:
             self.medium.sync_dir()
-        if then is not None:
-            then()
+        return marked
+
+    def _remove_marked(self, marked: list[str]) -> None:
         for d in marked:
             self.medium.rmtree(d)
 
@@ -352,13 +352,15 @@ class LogManager:
                 raise LogWriteError(f"adding partitions to {name} failed, nothing was kept: {e}") from e
 
     def delete_topic(self, name: str) -> Topic:
-        with self._lock:
-            topic = self.get_topic(name)
+        with self._lock:  # held until the directories are marked: a create of
+            topic = self.get_topic(name)  # the same name must not find them
             del self.topics[name]
             del self._by_id[topic.topic_id]
-        # Marked first, then unlisted: a crash between leaves a listed topic
-        # with only marked directories, and the load finishes the delete.
-        self._discard_logs(topic.logs, then=self._store_registry_locked)
+            # Marked first, then unlisted: a crash between leaves a listed
+            # topic with only marked directories, and the load finishes it.
+            marked = self._mark_deleted(topic.logs)
+            self._store_registry()
+        self._remove_marked(marked)
         log.info("deleted topic %s", name)
         return topic
 
@@ -382,7 +384,7 @@ class LogManager:
         elapsed = 0.0
         while not self._stop.wait(min(self._maintenance_interval_s, self._checkpoint_interval_s)):
             elapsed += min(self._maintenance_interval_s, self._checkpoint_interval_s)
-            self.run_maintenance()
+            self._run_task("maintenance", None, self.run_maintenance)  # never ends the thread
             if elapsed - last_checkpoint >= self._checkpoint_interval_s:
                 self._run_task("checkpoint", None, self.checkpoint_recovery_points)
                 last_checkpoint = elapsed
