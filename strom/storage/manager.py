@@ -151,6 +151,10 @@ class LogManager:
             log.info("removed %d directories left by interrupted topic deletes and failed "
                      "creates (e.g. %s)", len(orphans), orphans[0])
         m.remove(files.CLEAN_SHUTDOWN_FILE)
+        if self.fd_limit and limits.open_fds() > self.fd_limit - limits.reserve(self.fd_limit):
+            log.warning("%d partitions hold %d of the %d open files allowed: new connections "
+                        "and topics may fail; raise `ulimit -n`", len(self.all_logs()),
+                        limits.open_fds(), self.fd_limit)
         if not self.topics:
             log.info("data directory has no topics yet")
         elif clean:
