@@ -79,6 +79,7 @@ class PartitionLog:
         self.segments: list[Segment] = []
         self.log_start_offset = 0
         self._producers: ProducerStateTable | None = None
+        self._snapshot_offset = -1  # of the last snapshot this process wrote
         self._load(recovery_point, clean)
 
     # -- loading and recovery ------------------------------------------------
@@ -155,6 +156,8 @@ class PartitionLog:
         self.active.log_file.pin()  # every produce writes it: outside the file cache
         self.log_start_offset = max(stored_start, self.segments[0].base_offset)
         self.recovery_point = self.log_end_offset
+        # A snapshot past what recovery left describes lost batches.
+        producer_state.delete_snapshots_after(self.medium, self.directory, self.log_end_offset)
         if not clean:
             self.flush()
 
@@ -326,6 +329,21 @@ class PartitionLog:
                         table.update(header)
             self._producers = table
         return self._producers
+
+    def snapshot_producers(self) -> bool:
+        """Snapshot the producer state (maintenance thread, after a roll),
+        at the log end if everything below it is fsynced. True if written.
+        Under the lock (a small file, once a segment): a cut of the log in
+        between would leave a snapshot of batches that are gone."""
+        with self._lock:
+            offset = self.log_end_offset
+            if (self._producers is None or offset <= self._snapshot_offset
+                    or self.active.base_offset <= self._snapshot_offset
+                    or offset > self.recovery_point or self._werr):
+                return False
+            producer_state.write_snapshot(self.medium, self.directory, offset, self._producers)
+            self._snapshot_offset = offset
+            return True
 
     def _forget_producers(self) -> None:
         """The log was cut back: rebuild the state from what is left."""

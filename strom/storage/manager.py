@@ -414,6 +414,7 @@ class LogManager:
                 if topic.config.compact and self._dirty_enough(plog):
                     self._run_task("compaction", plog, self._compact, plog, now)
                 self._run_task("retention", plog, plog.apply_retention, now)
+                self._run_task("producer snapshot", plog, plog.snapshot_producers)
                 if scrub_left > 0:
                     self._run_task("scrub", plog, scrub, plog)
 

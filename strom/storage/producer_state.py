@@ -14,7 +14,8 @@ A batch is checked before it is appended:
 
 The state is rebuilt the first time a producer batch arrives after
 start-up: from the newest `<offset>.snapshot` in the partition directory
-(written at a clean close: the state of every batch below `offset`), then
+(the state of every batch below `offset`, written at a clean close and by
+the maintenance pass after a roll, once `offset` is durable), then
 by replaying the headers of the batches from `offset` on; without a usable
 snapshot, from every batch header in the log. Compaction keeps the headers
 of each producer's last five batches (cleaner.py), so the log alone gives
@@ -25,7 +26,8 @@ Snapshot format (checkpoint.dump_lines, so checksummed): `offset <n>`, then
 one line per producer: `producer <id> <epoch>` followed by its batches as
 `first_seq,last_seq,base_offset,last_offset`, oldest first. A snapshot that
 fails its checksum or its shape, or whose offset is past the log end (the
-log was cut back), is derived data: it is deleted and not used.
+log was cut back: checked at load, and whenever the log is cut), is
+derived data: it is deleted and not used.
 """
 
 import logging

@@ -102,3 +102,20 @@ def test_a_snapshot_past_the_log_end_is_not_used(tmp_path):
     plog.close()
     plog = open_log(tmp_path)
     assert state(plog.producer_state) == from_headers(plog)
+
+
+def test_the_maintenance_pass_snapshots_after_a_roll_once_durable(tmp_path):
+    """A crash after retention deleted a producer's segments keeps its
+    sequence too, through the snapshot taken after the roll."""
+    plog = open_log(tmp_path, **{"retention.bytes": "0"})
+    before = fill(plog)
+    assert not plog.snapshot_producers()  # not fsynced yet
+    plog.flush()
+    assert plog.snapshot_producers()
+    assert not plog.snapshot_producers()  # nothing rolled since
+    plog.roll()
+    plog.append(build_batch([Record(None, b"plain", 5000)]))
+    plog.apply_retention()
+    plog.flush()  # and no close: a crash
+    plog = open_log(tmp_path, **{"retention.bytes": "0"})
+    assert state(plog.producer_state) == before
