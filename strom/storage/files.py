@@ -23,6 +23,7 @@ CLEANED_SUFFIX = ".cleaned"
 SWAP_SUFFIX = ".swap"
 DELETED_SUFFIX = ".deleted"
 TMP_SUFFIX = ".tmp"
+SNAPSHOT_SUFFIX = ".snapshot"  # producer state at an offset (producer_state.py)
 
 META_FILE = "meta.json"
 TOPICS_FILE = "topics.json"
