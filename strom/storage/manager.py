@@ -22,7 +22,8 @@ removed at start-up, so a crash leaves none and the next start recovers
 every log from its checkpointed recovery point.
 
 Background work: the Flusher thread (group commit) and one maintenance
-thread (retention, compaction, recovery-point checkpoints). Each task runs
+thread (compaction, retention, the CRC scrub, producer-state snapshots,
+recovery-point checkpoints). Each task runs
 per partition in isolation: a failure is logged once per distinct error,
 counted in `maintenance_failures`, and retried on the next pass.
 """

@@ -60,3 +60,25 @@ def test_the_soft_limit_is_raised_to_the_hard_one(broker_process):
     assert "open files limit 512" in "".join(broker.output)
     assert create(broker.bootstrap_servers, "wide", 100) is None  # no room under 128
     assert broker.stop() == 0
+
+
+def test_auto_create_stops_at_the_budget_and_the_broker_keeps_serving(broker_process):
+    from confluent_kafka import Producer
+
+    broker = broker_process()
+    broker.preexec_fn = limit(160, 160)
+    broker.start()
+    p = Producer({"bootstrap.servers": broker.bootstrap_servers, "allow.auto.create.topics": True})
+    errors = {}
+    for i in range(80):
+        name = f"auto-{i}"
+        md = p.list_topics(topic=name, timeout=10).topics[name]
+        if md.error is not None:
+            errors[name] = md.error
+    assert errors, "160 descriptors cannot hold 80 partitions"
+    assert all(e.name() == "INVALID_PARTITIONS" for e in errors.values()), errors
+    created = {d.rsplit("-", 1)[0] for d in os.listdir(broker.data_dir) if d.startswith("auto-")}
+    assert created and not created & set(errors)
+    clients.produce_confluent(broker.bootstrap_servers, "auto-0", [(None, b"ok", None)], "all", "none")
+    assert [v for _, _, v, _ in clients.consume_confluent(broker.bootstrap_servers, "auto-0", 1)] == [b"ok"]
+    assert broker.stop() == 0
