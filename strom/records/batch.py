@@ -30,7 +30,7 @@ from enum import IntEnum
 from typing import NamedTuple
 
 from strom.records import codecs
-from strom.records.errors import CorruptRecordError, InvalidRecordError
+from strom.records.errors import CorruptRecordError, DecompressionLimitError, InvalidRecordError
 from strom.records.record import Record, decode_records, encode_record, find_timestamp
 from strom.records.validate import check_records
 
@@ -197,8 +197,19 @@ def validate_batch(buf, pos: int = 0, *, strict: bool = False,
         if codec == codecs.NONE:
             check_records(buf, count, pos + BATCH_HEADER_SIZE, end)
         else:
-            check_records(codecs.decompress(
-                codec, memoryview(buf)[pos + BATCH_HEADER_SIZE : end], max_decompressed), count)
+            body = memoryview(buf)[pos + BATCH_HEADER_SIZE : end]
+            try:
+                body = codecs.decompress(codec, body, max_decompressed)
+            except DecompressionLimitError as e:
+                # Kafka reads a compressed batch as a stream and stops at the
+                # first bad record: garbage (as most bombs are) is
+                # INVALID_RECORD there. Records well formed up to the limit
+                # are a batch too large to inflate here.
+                prefix, e.prefix = e.prefix, None
+                if prefix is not None:
+                    check_records(prefix, count, partial=True)
+                raise
+            check_records(body, count)
     if base_offset is not None:
         fields = (base_offset, *fields[1:])
     return tuple.__new__(BatchHeader, fields)

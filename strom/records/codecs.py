@@ -79,9 +79,9 @@ def decompress(codec: int, data, limit: int = MAX_DECOMPRESSED_BYTES):
             except cramjam.DecompressionError as e:
                 if _FULL not in str(e):
                     raise
-                if size >= limit:
+                if size >= limit:  # `out` holds the first `limit` bytes
                     raise DecompressionLimitError(
-                        f"{NAMES[codec]} data decompresses to more than {limit} bytes") from None
+                        f"{NAMES[codec]} data decompresses to more than {limit} bytes", out) from None
                 size = min(limit, size * 4)
     except cramjam.DecompressionError as e:
         raise CorruptRecordError(f"{NAMES[codec]} data does not decompress: {e}") from None
@@ -124,8 +124,9 @@ def _snappy(data, limit: int):
         out = bytearray(size)
         del out[cramjam.snappy.decompress_raw_into(data, out):]
         return out
-    # Xerial: sum the blocks' declared lengths before inflating any of them.
-    blocks, total = [], 0
+    # Xerial: sum the blocks' declared lengths before inflating any of them;
+    # past the limit, inflate only the blocks before it (the prefix).
+    blocks, total, over = [], 0, False
     pos, end = len(_XERIAL_HEADER), len(data)
     while pos < end:
         if pos + 4 > end:
@@ -136,9 +137,10 @@ def _snappy(data, limit: int):
             raise CorruptRecordError("truncated xerial snappy block")
         block = data[pos : pos + n]
         size = cramjam.snappy.decompress_raw_len(block)
+        if total + size > limit:
+            over = True
+            break
         total += size
-        if total > limit:
-            raise DecompressionLimitError(f"snappy data declares over {limit} bytes")
         blocks.append((block, size))
         pos += n
     out = bytearray(total)
@@ -147,4 +149,6 @@ def _snappy(data, limit: int):
         at += cramjam.snappy.decompress_raw_into(block, view[at : at + size])
     view.release()
     del out[at:]
+    if over:
+        raise DecompressionLimitError(f"snappy data declares over {limit} bytes", out)
     return out

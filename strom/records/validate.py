@@ -40,16 +40,25 @@ _WINDOW_RECORDS = 1024
 _MIN_RUN = 8
 
 
-def check_records(buf, count: int, start: int = 0, end: int | None = None) -> None:
+class _PastEnd(InvalidRecordError):
+    """A record runs past the end of what is there."""
+
+
+def check_records(buf, count: int, start: int = 0, end: int | None = None, *,
+                  partial: bool = False) -> None:
     """Check that buf[start:end] (the uncompressed records of one batch)
     holds exactly `count` well-formed records with offset deltas 0 ..
     count - 1. Raises InvalidRecordError saying what is wrong.
+
+    `partial`: buf holds only the first bytes of the records (decompression
+    stopped at its limit); check what is there and stop quietly where it is
+    cut, so a bomb of garbage gets Kafka's INVALID_RECORD.
 
     Pass bytes or a bytearray where possible: strided slices of those are
     several times cheaper than of a memoryview (which is copied once)."""
     if end is None:
         end = len(buf)
-    if count * MIN_RECORD_SIZE > end - start:
+    if count * MIN_RECORD_SIZE > end - start and not partial:
         raise InvalidRecordError(
             f"records count {count} cannot fit in {end - start} bytes of records")
     if type(buf) is memoryview:
@@ -79,9 +88,13 @@ def check_records(buf, count: int, start: int = 0, end: int | None = None) -> No
                     backoff = min(2 * backoff or 1, 1024)
                     skip = backoff
             pos = nxt
-    except IndexError:
+    except (IndexError, _PastEnd) as e:
+        if partial:
+            return
+        if isinstance(e, _PastEnd):
+            raise
         raise InvalidRecordError(f"record {index} runs past the end of the batch") from None
-    if index != count:
+    if index != count and not partial:
         raise InvalidRecordError(f"batch declares {count} records but holds {index}")
 
 
@@ -119,9 +132,10 @@ def _check_record(body, pos: int, end: int, index: int) -> int:
     else:
         length, p = _varint(body, pos, 5)
     rend = p + length
-    if length < _MIN_BODY or rend > end:
-        raise InvalidRecordError(
-            f"record {index} declares {length} bytes, {end - p} left in the batch")
+    if length < _MIN_BODY:
+        raise InvalidRecordError(f"record {index} declares {length} bytes, below the minimum")
+    if rend > end:
+        raise _PastEnd(f"record {index} declares {length} bytes, {end - p} left in the batch")
     # attributes (1 byte), then the timestamp delta, a varlong
     if body[p + 1] < 0x80:
         p += 2

@@ -8,6 +8,7 @@ import socket
 import threading
 import time
 
+import cramjam
 from confluent_kafka import Producer
 from kio.schema.errors import ErrorCode
 from kio.serial import entity_reader
@@ -61,12 +62,19 @@ def _peak_rss_mb(pid: int) -> float:
     raise AssertionError("no VmHWM")
 
 
-def test_a_compression_bomb_is_refused_and_memory_and_latency_stay_bounded(broker_process):
-    # 8 KB of zstd that inflates to 256 MiB: today's broker took 0.5 GB and
-    # seconds for it. Refused as MESSAGE_TOO_LARGE, never inflated whole.
+def test_compression_bombs_are_refused_and_memory_and_latency_stay_bounded(broker_process):
+    # 8 KB of zstd that inflates to 256 MiB of zeros: today's broker stores
+    # it, and reading it back took 0.5 GB and seconds. Now it is read as
+    # Kafka reads it, up to the 8 MiB limit: zeros are INVALID_RECORD;
+    # well-formed records past the limit are MESSAGE_TOO_LARGE.
     server = broker_process().start()
-    batch = raw_batch(bomb(ZSTD, 256), count=1000, codec=ZSTD)
-    assert len(batch) < 32 * 1024
+    zeros = raw_batch(bomb(ZSTD, 256), count=1000, codec=ZSTD)
+    assert len(zeros) < 32 * 1024
+    body = b"".join(record(fields(i, value=bytes(100))) for i in range(90_000))  # 9.6 MiB
+    assert len(body) > 8 * MiB
+    well_formed = raw_batch(cramjam.zstd.compress(body), count=90_000, codec=ZSTD)
+    assert len(well_formed) < MiB
+    bombs = [zeros, well_formed] * 3
     canary = Producer({"bootstrap.servers": server.bootstrap_servers, "linger.ms": 0})
     canary.produce("canary", b"first")  # auto-creates the topic
     assert canary.flush(20) == 0
@@ -77,9 +85,9 @@ def test_a_compression_bomb_is_refused_and_memory_and_latency_stay_bounded(broke
 
     def send_bombs():
         with socket.create_connection(("127.0.0.1", server.port), timeout=30) as s:
-            for i in range(5):
+            for i, batch in enumerate(bombs):
                 s.sendall(request_bytes(0, 9, encode(produce_request("bomb", batch)), correlation_id=i))
-            for _ in range(5):
+            for _ in bombs:
                 frame = read_frame(s)
                 response = entity_reader(response_class(0, 9))(frame, 5)[0]  # flexible header
                 results.append(response.responses[0].partition_responses[0].error_code)
@@ -93,11 +101,20 @@ def test_a_compression_bomb_is_refused_and_memory_and_latency_stay_bounded(broke
         assert canary.flush(20) == 0
         latencies.append(time.perf_counter() - start)
     sender.join(30)
-    assert results == [ErrorCode.message_too_large] * 5
+    assert results == [ErrorCode.invalid_record, ErrorCode.message_too_large] * 3
     assert max(latencies) < 0.5, f"canary produce took {max(latencies):.2f}s during the bombs"
     grown = _peak_rss_mb(server.proc.pid) - peak_before
     assert grown < 64, f"peak RSS grew by {grown:.0f} MB"
+    assert call(server, 2, 1, _list_offsets_request("bomb", -1)).topics[0].partitions[0].offset == 0
     assert_still_serving(server)
+
+
+def _list_offsets_request(name: str, timestamp: int):
+    cls = request_class(2, 1)
+    topic_cls = cls.__dataclass_fields__["topics"].type.__args__[0]
+    part_cls = topic_cls.__dataclass_fields__["partitions"].type.__args__[0]
+    return cls(replica_id=-1, topics=(topic_cls(name=name, partitions=(
+        part_cls(partition_index=0, timestamp=timestamp),)),))
 
 
 def _create_topics_request(name: str):

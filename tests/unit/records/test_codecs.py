@@ -12,7 +12,7 @@ import pytest
 
 from strom.records import DecompressionLimitError, InvalidRecordError, validate_batch
 from strom.records.codecs import GZIP, LZ4, SNAPPY, ZSTD, compress, decompress
-from tests.unit.records.helpers import bomb, raw_batch
+from tests.unit.records.helpers import bomb, fields, raw_batch, record
 
 MiB = 1 << 20
 
@@ -27,14 +27,14 @@ def test_a_bomb_is_refused_at_the_limit_with_memory_bounded(codec, tmp_path):
     path.write_bytes(raw_batch(bomb(codec, BOMBS[codec]), count=1000, codec=codec))
     script = textwrap.dedent(f"""
         import resource, sys, time
-        from strom.records import DecompressionLimitError, validate_batch
+        from strom.records import InvalidRecordError, validate_batch
         batch = open({str(path)!r}, "rb").read()
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         t = time.perf_counter()
         try:
             validate_batch(batch, strict=True, max_decompressed={4 * MiB})
-        except DecompressionLimitError as e:
-            print("refused", e, file=sys.stderr)
+        except InvalidRecordError as e:  # zeros: INVALID_RECORD, as Kafka reads them
+            print("refused", type(e).__name__, e, file=sys.stderr)
         else:
             raise SystemExit("accepted")
         grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
@@ -47,6 +47,23 @@ def test_a_bomb_is_refused_at_the_limit_with_memory_bounded(codec, tmp_path):
     # 256 MiB inflated whole would raise the peak by at least that much.
     assert int(grown_kb) < 24 * 1024, f"peak RSS grew by {int(grown_kb) // 1024} MiB"
     assert float(seconds) < 2
+
+
+@pytest.mark.parametrize("codec", [GZIP, SNAPPY, LZ4, ZSTD], ids=["gzip", "snappy", "lz4", "zstd"])
+def test_a_bomb_of_garbage_is_invalid_record_and_one_of_good_records_too_large(codec):
+    # Kafka streams a compressed batch and stops at the first bad record:
+    # zeros are INVALID_RECORD there too. Well-formed records past the
+    # limit are MESSAGE_TOO_LARGE (Kafka has no such limit: ours bounds
+    # memory and time).
+    with pytest.raises(InvalidRecordError) as garbage:
+        validate_batch(raw_batch(bomb(codec, 16), count=1000, codec=codec), strict=True,
+                       max_decompressed=MiB)
+    assert not isinstance(garbage.value, DecompressionLimitError)
+    body = b"".join(record(fields(i, value=bytes(100))) for i in range(40_000))
+    good = raw_batch(compress(codec, body), count=40_000, codec=codec)
+    assert validate_batch(good, strict=True, max_decompressed=len(body)).records_count == 40_000
+    with pytest.raises(DecompressionLimitError):
+        validate_batch(good, strict=True, max_decompressed=MiB)
 
 
 @pytest.mark.parametrize("codec", [GZIP, SNAPPY, LZ4, ZSTD], ids=["gzip", "snappy", "lz4", "zstd"])
