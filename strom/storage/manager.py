@@ -49,7 +49,9 @@ from strom.storage.log import PartitionLog, now_ms
 log = logging.getLogger(__name__)
 
 _PRODUCER_ID_BLOCK = 1000
-_SCRUB_BUDGET = 8 * 1024 * 1024  # bytes CRC-checked per maintenance pass, all logs together
+# Bytes CRC-checked per maintenance pass, all logs together: ~6 MiB/s at the
+# default 5 s interval, for ~2 ms of CRC-32C a pass on this machine.
+_SCRUB_BUDGET = 32 * 1024 * 1024
 _LEGAL_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
 
 
