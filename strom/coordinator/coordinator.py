@@ -39,6 +39,9 @@ from strom.storage import LogWriteError, StorageError, UnknownTopicError
 
 log = logging.getLogger(__name__)
 
+_OFFSETS_TOPIC_CONFIG = {"cleanup.policy": "compact", "segment.bytes": str(100 * 1024 * 1024),
+                         "retention.ms": "-1"}
+
 _TICK_S = 0.1
 
 
@@ -78,6 +81,7 @@ class GroupCoordinator:
         self._timer = asyncio.create_task(self._tick())
         if rec.OFFSETS_TOPIC not in self.logs.topics:
             return  # created by the first write (_offsets_log), as Kafka does
+        self._restore_offsets_topic_config()
         self.plog = self.logs.get_log(rec.OFFSETS_TOPIC, 0)
         count, skipped = self._load(self.plog)
         if count:
@@ -144,11 +148,20 @@ class GroupCoordinator:
         a consumer group does not pay for it (three fsyncs at start-up)."""
         if self.plog is None:
             if rec.OFFSETS_TOPIC not in self.logs.topics:
-                self.logs.create_topic(rec.OFFSETS_TOPIC, 1, {
-                    "cleanup.policy": "compact", "segment.bytes": str(100 * 1024 * 1024),
-                    "retention.ms": "-1"})
+                self.logs.create_topic(rec.OFFSETS_TOPIC, 1, dict(_OFFSETS_TOPIC_CONFIG))
             self.plog = self.logs.get_log(rec.OFFSETS_TOPIC, 0)
         return self.plog
+
+    def _restore_offsets_topic_config(self) -> None:
+        """A topic registry rebuilt from the partition directories (after
+        damage) knows no configs: the offsets topic must be compacted again,
+        or it grows without bound."""
+        topic = self.logs.get_topic(rec.OFFSETS_TOPIC)
+        if topic.config.overrides.get("cleanup.policy") == "compact":
+            return
+        log.warning("%s: restoring its configs %s (were %s)", rec.OFFSETS_TOPIC,
+                    _OFFSETS_TOPIC_CONFIG, topic.config.overrides)
+        self.logs.alter_topic_config(rec.OFFSETS_TOPIC, dict(_OFFSETS_TOPIC_CONFIG))
 
     async def stop(self) -> None:
         if self._timer:

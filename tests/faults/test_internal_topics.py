@@ -189,3 +189,23 @@ def test_a_commit_the_offsets_topic_cannot_store_gets_an_error_not_a_closed_conn
     alter(AlterConfigOpType.DELETE)
     _commit(bs, "g", "t", 7)
     assert _committed(bs, "g", "t") == 7
+
+
+def test_the_offsets_topic_is_compacted_again_after_its_registry_entry_is_lost(broker_process):
+    """A topics.json lost to damage is rebuilt from the directories with
+    configs that delete nothing; the coordinator puts its topic's back."""
+    first = broker_process().start()
+    bs = first.bootstrap_servers
+    admin = AdminClient({"bootstrap.servers": bs})
+    admin.create_topics([NewTopic("t", 1, 1)])["t"].result(10)
+    _commit(bs, "g", "t", 42)
+    assert first.stop() == 0
+    os.remove(os.path.join(first.data_dir, "topics.json"))
+
+    second = broker_process().start()
+    admin = AdminClient({"bootstrap.servers": second.bootstrap_servers})
+    resource = ConfigResource(ConfigResource.Type.TOPIC, OFFSETS)
+    configs = admin.describe_configs([resource])[resource].result(10)
+    assert configs["cleanup.policy"].value == "compact"
+    assert _committed(second.bootstrap_servers, "g", "t") == 42
+    assert second.stop() == 0
