@@ -592,8 +592,13 @@ class PartitionLog:
         self.medium.rename(cleaned_path, swap_path)
         self.medium.sync_dir(self.directory)
         with self._flush_lock, self._lock:
-            i = self.segments.index(first)
-            if self.segments[i : i + len(olds)] != olds:
+            i = self.segments.index(first) if first in self.segments else -1
+            if i < 0 or self.segments[i : i + len(olds)] != olds:
+                # (DeleteRecords' retention, on a request thread.) A `.swap`
+                # left here would be finished by the next load, over
+                # segments compacted again since: it must go.
+                self.medium.remove(swap_path)
+                self.medium.sync_dir(self.directory)
                 raise LogWriteError(f"{self.directory}: segments changed under the cleaner")
             for seg in olds[1:]:
                 seg.delete()
