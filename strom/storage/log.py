@@ -81,6 +81,9 @@ class PartitionLog:
         self.log_start_offset = 0
         self._producers: ProducerStateTable | None = None
         self._snapshot_offset = -1  # of the last snapshot this process wrote
+        # Set by close(): the maintenance thread may still hold this log while
+        # a create of the same name writes a new one in the same directory.
+        self._closed = False
         self._load(recovery_point, clean)
 
     # -- loading and recovery ------------------------------------------------
@@ -345,7 +348,7 @@ class PartitionLog:
         between would leave a snapshot of batches that are gone."""
         with self._lock:
             offset = self.log_end_offset
-            if (self._producers is None or offset <= self._snapshot_offset
+            if (self._closed or self._producers is None or offset <= self._snapshot_offset
                     or self.active.base_offset <= self._snapshot_offset
                     or offset > self.recovery_point or self._werr):
                 return False
@@ -514,6 +517,8 @@ class PartitionLog:
         if count <= 0:
             return 0
         with self._flush_lock, self._lock:
+            if self._closed:
+                return 0
             doomed = self.segments[:count]
             del self.segments[:count]
             self.log_start_offset = max(self.log_start_offset, self.segments[0].base_offset)
@@ -527,6 +532,8 @@ class PartitionLog:
         wholly below log_start_offset. Returns how many were deleted."""
         now = now_ms() if now is None else now
         with self._lock:
+            if self._closed:
+                return 0
             if self.active.next_offset <= self.log_start_offset and not self.active.is_empty:
                 self._roll()  # everything was deleted by DeleteRecords
             cfg = self.config
@@ -593,8 +600,8 @@ class PartitionLog:
         self.medium.sync_dir(self.directory)
         with self._flush_lock, self._lock:
             i = self.segments.index(first) if first in self.segments else -1
-            if i < 0 or self.segments[i : i + len(olds)] != olds:
-                # (DeleteRecords' retention, on a request thread.) A `.swap`
+            if self._closed or i < 0 or self.segments[i : i + len(olds)] != olds:
+                # (DeleteRecords' retention on a request thread, or a close.) A `.swap`
                 # left here would be finished by the next load, over
                 # segments compacted again since: it must go.
                 self.medium.remove(swap_path)
@@ -620,6 +627,7 @@ class PartitionLog:
                 except OSError as e:  # derived data: the next start scans the log instead
                     log.warning("%s: producer state snapshot not written: %s", self.directory, e)
         with self._flush_lock, self._lock:
+            self._closed = True
             for seg in self.segments:
                 seg.close()
 

@@ -56,3 +56,52 @@ def test_a_swap_refused_because_delete_records_moved_the_log_leaves_no_swap_file
     again = compacted_log(DiskMedium(str(tmp_path)))
     assert {r.key for r in read_all(again)} >= expected
     again.close()
+
+
+def _deleted_and_recreated(tmp_path, cfg):
+    """A log closed and its directory renamed to a delete marker (DeleteTopics),
+    then a new log of the same name written (a create right after): the
+    maintenance thread may still hold the old one."""
+    medium = DiskMedium(str(tmp_path))
+    old = PartitionLog(medium, "t-0", LogConfig(cfg))
+    for i in range(3):
+        put(old, b"old%d" % i, ts=1000)
+        old.roll()
+    put(old, b"old-active", ts=1000)
+    old.close()
+    medium.rename("t-0", files.delete_dir_name("t", 0, "0" * 32))
+    new = PartitionLog(medium, "t-0", LogConfig(cfg))
+    for i in range(3):
+        put(new, b"new%d" % i, ts=NOW)
+    new.flush()
+    return medium, old, new
+
+
+def test_retention_of_a_closed_log_deletes_nothing_of_its_successor(tmp_path):
+    cfg = {"retention.ms": "1000"}
+    medium, old, new = _deleted_and_recreated(tmp_path, cfg)
+    old.apply_retention(NOW)  # the maintenance pass that had listed it
+    new.close()
+    again = PartitionLog(medium, "t-0", LogConfig(cfg))
+    assert [r.key for r in read_all(again)] == [b"new0", b"new1", b"new2"]
+    again.close()
+
+
+def test_a_swap_into_a_closed_log_touches_nothing_of_its_successor(tmp_path):
+    cfg = {"cleanup.policy": "compact", "retention.ms": "-1"}
+    medium, old, new = _deleted_and_recreated(tmp_path, cfg)
+    group = old.segments[:2]
+    # The cleaner read the group before the delete; it writes its output after.
+    cleaned = group[0].path(files.LOG_SUFFIX + files.CLEANED_SUFFIX)
+    out = medium.open(cleaned)
+    data = [build_batch([Record(b"old%d" % i, b"v", 1000)]) for i in range(2)]
+    out.append(data, sum(map(len, data)))
+    out.sync()
+    out.close()
+    with pytest.raises(LogWriteError):
+        old.replace_segments(group, cleaned)
+    assert old.snapshot_producers() is False
+    new.close()
+    again = PartitionLog(medium, "t-0", LogConfig(cfg))
+    assert [r.key for r in read_all(again)] == [b"new0", b"new1", b"new2"]
+    again.close()
