@@ -121,29 +121,35 @@ class SegmentDamage:
                 return d.position
         return self.size
 
-    def _found_damage(self, pos: int | None, how: str) -> None:
+    def _found_damage(self, pos: int | None, how: str) -> bool:
         """A reader (or the scrub) found the batch at `pos` bad (None: the
         chain of batch headers broke somewhere). A batch whose framing holds
         is quarantined up to the next intact batch; a broken chain (or an
         offset index pointing into the middle of a batch) makes the whole
-        segment rescanned; damage up to the end of the active segment is cut."""
+        segment rescanned; damage up to the end of the active segment is cut.
+        Returns True when the batch at `pos` is intact after all: the caller
+        (the cleaner, without the lock) saw a write in progress or cut back."""
         with self.lock:
             if pos is not None and self._damage_at(pos) is not None:
-                return
+                return False
+            base = self.base_offset
+            if pos is not None and intact_at(self.log_file, pos, self._next_damage(pos)
+                                             if self.damaged else self.size, base, base) is not None:
+                return True
             header = None
             if pos is not None:
                 head = self.log_file.pread(pos, BATCH_HEADER_SIZE)
                 if len(head) == BATCH_HEADER_SIZE:
                     header = BatchHeader.parse(head)
-            base = self.base_offset
             if header is None or not plausible(header, pos, self.size, base, base):
                 self._rescan(how)
-                return
+                return False
             intact = find_intact(self.log_file, pos, self.size, base, base)
             if intact is None and self.active:
                 self._cut(pos, how)
             else:
                 self._quarantine(pos, self.size if intact is None else intact, how)
+            return False
 
     def _rescan(self, how: str) -> None:
         log.error("%s: a batch header or an index entry does not hold up (%s): checking "

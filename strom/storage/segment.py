@@ -437,7 +437,8 @@ class Segment(SegmentDamage):
                     continue
                 except InvalidRecordError:
                     pass
-            self._found_damage(pos, "found by a scan")
+            if self._found_damage(pos, "found by a scan"):
+                continue  # whole now: read it again
             if pos < self.size and self._damage_at(pos) is None:
                 log.error("%s: no batch starts at position %d after a rescan; stopping there",
                           self.path(files.LOG_SUFFIX), pos)

@@ -105,3 +105,51 @@ def test_a_swap_into_a_closed_log_touches_nothing_of_its_successor(tmp_path):
     again = PartitionLog(medium, "t-0", LogConfig(cfg))
     assert [r.key for r in read_all(again)] == [b"new0", b"new1", b"new2"]
     again.close()
+
+
+def _wait_in(thread, function: str, deadline_s: float = 5.0) -> None:
+    """Until `thread` is inside `function` (blocked there on the log's lock)."""
+    import sys
+    import time
+
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        frame = sys._current_frames().get(thread.ident)
+        while frame is not None:
+            if frame.f_code.co_name == function:
+                return
+            frame = frame.f_back
+        time.sleep(0.001)
+    raise AssertionError(f"{thread.name} never reached {function}")
+
+
+def test_a_torn_write_seen_by_the_cleaner_costs_no_acknowledged_batch(tmp_path):
+    """The cleaner reads the active segment's headers without the log's lock.
+    A write torn by a full disk (its size counts the bytes that reached the
+    file) looks like damage to it; by the time it holds the lock the append
+    was cut back and the producer's retry written and fsynced. Reporting the
+    damage then must not cut that acknowledged batch."""
+    import threading
+
+    plog = PartitionLog(DiskMedium(str(tmp_path)), "t-0", LogConfig({}))
+    for i in range(3):
+        put(plog, b"k%d" % i)
+    plog.flush()
+    seg = plog.active
+    pos, end = seg.size, plog.log_end_offset
+    retry = build_batch([Record(b"retried", b"v" * 40, NOW)], base_offset=end)
+    scanned = []
+    with plog._lock:  # the event loop's append
+        seg.log_file.append([retry[:30]], 30)  # a short write: ENOSPC after 30 bytes
+        cleaner_thread = threading.Thread(target=lambda: scanned.extend(seg.batches()),
+                                          name="cleaner")
+        cleaner_thread.start()
+        _wait_in(cleaner_thread, "_found_damage")
+        seg.log_file.truncate(pos)  # _write_failed cuts it back
+        plog.append(retry)  # the producer's retry succeeds
+        plog.flush()  # acks=all: acknowledged
+    cleaner_thread.join(5)
+    assert not cleaner_thread.is_alive()
+    assert plog.log_end_offset == end + 1
+    assert [r.key for r in read_all(plog)] == [b"k0", b"k1", b"k2", b"retried"]
+    plog.close()
