@@ -133,8 +133,8 @@ class SegmentDamage:
             if pos is not None and self._damage_at(pos) is not None:
                 return False
             base = self.base_offset
-            if pos is not None and intact_at(self.log_file, pos, self._next_damage(pos)
-                                             if self.damaged else self.size, base, base) is not None:
+            limit = self._next_damage(pos) if self.damaged and pos is not None else self.size
+            if pos is not None and intact_at(self.log_file, pos, limit, base, base) is not None:
                 return True
             header = None
             if pos is not None:
