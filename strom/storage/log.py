@@ -35,7 +35,7 @@ from strom.storage import checkpoint, files, producer_state
 from strom.storage.config import LogConfig
 from strom.storage.errors import LogWriteError, OffsetOutOfRangeError, RecordTooLargeError
 from strom.storage.producer_state import ProducerStateTable
-from strom.storage.segment import Segment
+from strom.storage.segment import Segment, chain_end
 
 log = logging.getLogger(__name__)
 
@@ -102,15 +102,34 @@ class PartitionLog:
             if suffix.endswith(files.CLEANED_SUFFIX) or suffix.endswith(files.TMP_SUFFIX):
                 self.medium.remove(path)  # an interrupted clean: the originals stand
             elif suffix == files.LOG_SUFFIX + files.SWAP_SUFFIX:
-                # A complete cleaned replacement: finish the swap.
-                self.medium.rename(path, path[: -len(files.SWAP_SUFFIX)])
-                for s in (files.INDEX_SUFFIX, files.TIME_INDEX_SUFFIX):
-                    self.medium.remove(f"{self.directory}/{files.segment_name(base, s)}")
-                bases.add(base)
                 swapped.add(base)
-                clean = False
             elif suffix == files.LOG_SUFFIX:
                 bases.add(base)
+        for base in sorted(swapped):
+            # A complete cleaned replacement: delete the segments it covers,
+            # then finish the swap (in this order: a crash in between leaves
+            # the `.swap` to finish again, not an overlap the load refuses).
+            swap_name = files.segment_name(base, files.LOG_SUFFIX + files.SWAP_SUFFIX)
+            path = f"{self.directory}/{swap_name}"
+            swap_file = self.medium.open(path)
+            try:
+                end = chain_end(swap_file)
+            finally:
+                swap_file.close()
+            covered = [b for b in bases if base < b < end]
+            for b in covered:
+                log.info("%s: deleting segment %d, merged into %d by a compaction a crash "
+                         "interrupted", self.directory, b, base)
+                for s in (files.INDEX_SUFFIX, files.TIME_INDEX_SUFFIX, files.LOG_SUFFIX):
+                    self.medium.remove(f"{self.directory}/{files.segment_name(b, s)}")
+                bases.discard(b)
+            if covered:
+                self.medium.sync_dir(self.directory)
+            self.medium.rename(path, path[: -len(files.SWAP_SUFFIX)])
+            for s in (files.INDEX_SUFFIX, files.TIME_INDEX_SUFFIX):
+                self.medium.remove(f"{self.directory}/{files.segment_name(base, s)}")
+            bases.add(base)
+            clean = False
         for name in names:  # indexes whose log is gone are garbage
             parsed = files.parse_segment_name(name)
             if parsed and parsed[1] in (files.INDEX_SUFFIX, files.TIME_INDEX_SUFFIX) \

@@ -539,3 +539,16 @@ def _header_or_none(chunk, pos: int = 0) -> BatchHeader | None:
     if header.batch_length < BATCH_HEADER_SIZE - 12:
         return None
     return header
+
+
+def chain_end(file) -> int:
+    """The offset after the last batch of the chain of batch headers from
+    the start of `file` (headers only, no CRC checks), or -1 if none."""
+    pos, end, size = 0, -1, file.size
+    while size - pos >= BATCH_HEADER_SIZE:
+        header = _header_or_none(file.pread(pos, BATCH_HEADER_SIZE))
+        if header is None or header.magic != 2 or pos + header.size > size:
+            break
+        end = header.next_offset
+        pos += header.size
+    return end

@@ -153,3 +153,57 @@ def test_a_torn_write_seen_by_the_cleaner_costs_no_acknowledged_batch(tmp_path):
     assert plog.log_end_offset == end + 1
     assert [r.key for r in read_all(plog)] == [b"k0", b"k1", b"k2", b"retried"]
     plog.close()
+
+
+def test_a_load_killed_while_it_finishes_a_swap_can_load_again(tmp_path):
+    """A crash left a complete `.swap` of a merged group. The next load is
+    itself killed (SIGKILL) while it recovers the segments: the one after
+    that must still start, with every record, not stop at 'segments overlap'
+    (the first load renamed the `.swap` before deleting what it covers)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from strom.records.batch import BatchHeader
+
+    root = str(tmp_path)
+    plog = PartitionLog(DiskMedium(root), "c-0", LogConfig({"cleanup.policy": "compact"}))
+    for seg_keys in ([b"a0", b"a1"], [b"b0", b"b1"], [b"c0", b"c1"]):
+        for k in seg_keys:
+            put(plog, k)
+        plog.roll()
+    bases = plog.bases
+    # A long active segment, so that recovering it keeps the next load busy.
+    one = bytearray(build_batch([Record(b"d", b"v", NOW)]))
+    size = BatchHeader.parse(one).size
+    start = plog.log_end_offset
+    out = bytearray()
+    for i in range(60_000):
+        one[0:8] = (start + i).to_bytes(8, "big")
+        out += one
+    plog.active.log_file.append([bytes(out)], len(out))
+    assert len(out) == 60_000 * size
+    plog.close()
+    d = tmp_path / "c-0"
+    merged = b"".join((d / f"{b:020d}.log").read_bytes() for b in bases[:3])
+    swap = d / f"{bases[0]:020d}.log.swap"
+    swap.write_bytes(merged)
+    code = ("import sys; from strom.storage import LogConfig, PartitionLog; "
+            "from strom.storage.files import DiskMedium; PartitionLog(DiskMedium(sys.argv[1]), "
+            "'c-0', LogConfig({'cleanup.policy': 'compact'}))")
+    proc = subprocess.Popen([sys.executable, "-c", code, root])
+    try:
+        deadline = time.monotonic() + 20
+        while swap.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.0005)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the load ended before it could be killed"
+    again = PartitionLog(DiskMedium(root), "c-0", LogConfig({"cleanup.policy": "compact"}))
+    keys = [r.key for r in read_all(again)]
+    assert keys[:6] == [b"a0", b"a1", b"b0", b"b1", b"c0", b"c1"]
+    assert len(keys) == 6 + 60_000
+    again.close()
