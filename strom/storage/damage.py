@@ -159,6 +159,8 @@ class SegmentDamage:
             self.cuts += 1
             log.error("%s: cut %d damaged bytes off its end; it now ends at offset %d",
                       self.path(files.LOG_SUFFIX), cut, self.next_offset)
+            if self.on_cut is not None:
+                self.on_cut()
 
     def _cut(self, pos: int, how: str) -> None:
         size = self.size
@@ -168,6 +170,8 @@ class SegmentDamage:
         log.error("%s: damaged batch at position %d (%s), nothing intact after it: cut %d "
                   "bytes off its end; it now ends at offset %d",
                   self.path(files.LOG_SUFFIX), pos, how, size - pos, self.next_offset)
+        if self.on_cut is not None:
+            self.on_cut()
 
     def _quarantine(self, pos: int, end: int, how: str) -> None:
         self.damaged = sorted([*self.damaged, Damage(pos, end)])

@@ -84,6 +84,7 @@ class PartitionLog:
         # Set by close(): the maintenance thread may still hold this log while
         # a create of the same name writes a new one in the same directory.
         self._closed = False
+        self._cut_count = 0  # damaged tails cut off (Segment.on_cut)
         self._load(recovery_point, clean)
 
     # -- loading and recovery ------------------------------------------------
@@ -197,8 +198,11 @@ class PartitionLog:
         return offset
 
     def _new_segment(self, base_offset: int) -> Segment:
-        return Segment(self.medium, self.directory, base_offset, self.config.index_interval_bytes,
-                       lock=self._lock)
+        seg = Segment(self.medium, self.directory, base_offset, self.config.index_interval_bytes,
+                      lock=self._lock)
+        # Whoever finds the damage (a read, ListOffsets, the scrub, the cleaner).
+        seg.on_cut = self._after_cut
+        return seg
 
     def segments_snapshot(self) -> list[Segment]:
         """The current segment list, for readers on other threads (cleaner)."""
@@ -405,8 +409,6 @@ class PartitionLog:
             if offset < self.log_start_offset or offset > end:
                 raise OffsetOutOfRangeError(offset, self.log_start_offset, end)
             i = max(bisect_right(self.bases, offset) - 1, 0)
-            active = self.segments[-1]
-            cuts = active.cuts
             try:
                 for seg in self.segments[i:]:
                     data = seg.read(max(offset, seg.base_offset), max_bytes, min_one)
@@ -417,15 +419,15 @@ class PartitionLog:
                     self._werr = LogWriteError(f"{self.directory}: {e}")
                     log.error("%s", self._werr)
                 raise self._werr from e
-            finally:
-                if active.cuts != cuts:
-                    self._after_cut()
             return b""
 
     def _after_cut(self) -> None:
-        """Damage at the end of the log was cut off: it ends earlier now."""
+        """Damage at the end of the log was cut off: it ends earlier now.
+        (Segment.on_cut, under the lock.) A flush in flight must not raise
+        the recovery point back over offsets that will be given again."""
         self._forget_producers()
         self.recovery_point = min(self.recovery_point, self.log_end_offset)
+        self._cut_count += 1
 
     def scrub(self, budget_bytes: int) -> int:
         """CRC-check up to about `budget_bytes` of batches that no check
@@ -439,15 +441,12 @@ class PartitionLog:
                 with self._lock:
                     if self._werr or seg not in self.segments:
                         break
-                    cuts = seg.cuts
                     try:
                         n = seg.scrub(min(budget_bytes - done, _SCRUB_STEP))
                     except OSError as e:
                         self._werr = LogWriteError(f"{self.directory}: {e}")
                         log.error("%s", self._werr)
                         raise self._werr from e
-                    if seg.cuts != cuts:
-                        self._after_cut()
                 if not n:
                     break
                 done += n
@@ -503,6 +502,7 @@ class PartitionLog:
                 pending = self.unflushed_messages
                 self.unflushed_messages = 0
                 self.first_unflushed_ms = None
+                cut_count = self._cut_count
             if target <= self.recovery_point and not dir_dirty and not pending:
                 return self.recovery_point
             try:
@@ -516,7 +516,8 @@ class PartitionLog:
                 log.error("%s", self._werr)
                 raise self._werr from e
             with self._lock:
-                self.recovery_point = max(self.recovery_point, target)
+                if self._cut_count == cut_count:  # else the log was cut since `target`
+                    self.recovery_point = max(self.recovery_point, target)
             return self.recovery_point
 
     def needs_flush(self, now: int) -> bool:

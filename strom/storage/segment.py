@@ -70,6 +70,7 @@ class Segment(SegmentDamage):
         self.damaged: list[Damage] = []  # sorted; replaced, never changed in place
         self.damage_found = 0  # ranges quarantined since open (a metric)
         self.cuts = 0  # damaged tails cut off since open
+        self.on_cut = None  # called (under the lock) after a cut: the log ends earlier
         self.verified_to = 0
         self.unverified_end = 0
         self.directory = directory

@@ -207,3 +207,31 @@ def test_a_load_killed_while_it_finishes_a_swap_can_load_again(tmp_path):
     assert keys[:6] == [b"a0", b"a1", b"b0", b"b1", b"c0", b"c1"]
     assert len(keys) == 6 + 60_000
     again.close()
+
+
+@pytest.mark.parametrize("lookup", ["offset_for_timestamp", "max_timestamp_offset"])
+def test_a_cut_found_by_a_time_lookup_lowers_the_recovery_point(tmp_path, lookup):
+    """Damage at the end of the active segment found by ListOffsets is cut
+    off. The recovery point must come down with the log end: left above it,
+    the batches appended next (at the same offsets) count as fsynced, and an
+    acks=all produce is answered before they are (waits.py, flusher.py)."""
+    import os
+
+    plog = PartitionLog(DiskMedium(str(tmp_path)), "t-0", LogConfig({}))
+    for i in range(3):
+        put(plog, b"k%d" % i, ts=1000 * (i + 1))
+    plog.flush()
+    last = plog.active.find_position(2)
+    fd = os.open(str(tmp_path / "t-0" / f"{0:020d}.log"), os.O_WRONLY)
+    try:
+        os.pwrite(fd, b"\x07", last + 16)  # the last batch's magic byte, flipped on disk
+    finally:
+        os.close(fd)
+    if lookup == "offset_for_timestamp":
+        plog.offset_for_timestamp(2500)
+    else:
+        plog.max_timestamp_offset()
+    assert plog.log_end_offset == 2  # cut
+    put(plog, b"new", ts=4000)
+    assert plog.recovery_point < plog.log_end_offset, "an unfsynced batch counts as durable"
+    plog.close()
