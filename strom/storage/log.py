@@ -531,15 +531,22 @@ class PartitionLog:
 
     # -- retention, truncation -----------------------------------------------
 
-    def _delete_prefix(self, count: int, reason: str) -> int:
-        """Delete the first `count` segments (never the active one)."""
-        count = min(count, len(self.segments) - 1)
-        if count <= 0:
+    def _delete_prefix(self, doomed: list[Segment], reason: str) -> int:
+        """Delete `doomed`, the first segments when they were chosen (never
+        the active one). Those another thread deleted or swapped out while
+        this one waited for the locks (retention runs on the maintenance
+        thread and for DeleteRecords) are skipped, not made up for with the
+        segments after them."""
+        if not doomed:
             return 0
         with self._flush_lock, self._lock:
             if self._closed:
                 return 0
-            doomed = self.segments[:count]
+            live = set(map(id, self.segments[:-1]))
+            doomed = [s for s in doomed if id(s) in live]
+            count = len(doomed)
+            if not count or self.segments[:count] != doomed:
+                return 0
             del self.segments[:count]
             self.log_start_offset = max(self.log_start_offset, self.segments[0].base_offset)
         for seg in doomed:
@@ -570,7 +577,8 @@ class PartitionLog:
                     break
                 total -= seg.size
                 count += 1
-        return self._delete_prefix(count, "retention")
+            doomed = self.segments[:count]
+        return self._delete_prefix(doomed, "retention")
 
     def delete_records_before(self, offset: int) -> int:
         """DeleteRecords: move log_start_offset up to `offset` (at most the

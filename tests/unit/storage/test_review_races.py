@@ -235,3 +235,33 @@ def test_a_cut_found_by_a_time_lookup_lowers_the_recovery_point(tmp_path, lookup
     put(plog, b"new", ts=4000)
     assert plog.recovery_point < plog.log_end_offset, "an unfsynced batch counts as durable"
     plog.close()
+
+
+def test_retention_and_delete_records_at_once_delete_each_segment_once(tmp_path):
+    """The maintenance pass's retention and a DeleteRecords (a request
+    thread) both count the same two old segments, then both wait for the
+    flusher's fsync (`_flush_lock`): each must delete those two, not the
+    next two as well, which hold records above the log start."""
+    import threading
+
+    from strom.storage.log import now_ms
+
+    plog = PartitionLog(DiskMedium(str(tmp_path)), "t-0", LogConfig({"retention.ms": "60000"}))
+    now = now_ms()
+    for k, ts in ((b"old0", 1000), (b"old1", 1000), (b"new0", now), (b"new1", now)):
+        put(plog, k, ts=ts)
+        plog.roll()
+    put(plog, b"active", ts=now)
+    plog.flush()
+    start = plog.segments[2].base_offset
+    threads = [threading.Thread(target=plog.apply_retention, args=(now,), name="maintenance"),
+               threading.Thread(target=plog.delete_records_before, args=(start,), name="request")]
+    with plog._flush_lock:  # the flusher's fsync in flight
+        for t in threads:
+            t.start()
+            _wait_in(t, "_delete_prefix")
+    for t in threads:
+        t.join(5)
+    assert plog.log_start_offset == start
+    assert [r.key for r in read_all(plog)] == [b"new0", b"new1", b"active"]
+    plog.close()
