@@ -415,9 +415,10 @@ class PartitionLog:
                     if data:
                         return data
             except OSError as e:  # a failing disk: Kafka takes the log offline too
-                if not self._werr:
+                if not self._werr or self._undo is not None:
                     self._werr = LogWriteError(f"{self.directory}: {e}")
                     log.error("%s", self._werr)
+                self._undo = None  # sticky: a later append must not clear it
                 raise self._werr from e
             return b""
 
@@ -445,6 +446,7 @@ class PartitionLog:
                         n = seg.scrub(min(budget_bytes - done, _SCRUB_STEP))
                     except OSError as e:
                         self._werr = LogWriteError(f"{self.directory}: {e}")
+                        self._undo = None  # sticky: a later append must not clear it
                         log.error("%s", self._werr)
                         raise self._werr from e
                 if not n:
@@ -513,6 +515,7 @@ class PartitionLog:
             except OSError as e:
                 with self._lock:
                     self._werr = LogWriteError(f"{self.directory}: fsync failed: {e}")
+                    self._undo = None  # sticky: a later append must not clear it
                 log.error("%s", self._werr)
                 raise self._werr from e
             with self._lock:
