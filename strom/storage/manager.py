@@ -317,6 +317,7 @@ class LogManager:
         marked = []
         for plog in logs:
             self.flusher.unwatch(plog)
+            self._cleaned_up_to.pop(plog, None)
             try:
                 plog.close()
             except Exception as e:  # a failed disk: the files go anyway
