@@ -32,6 +32,7 @@ from strom.protocol.schemas import encode, request_class
 # topic": a small pool, so a long run creates a bounded number of topics.
 TOPICS = ("fuzz-0", "fuzz-1", "fuzz-2", "fuzz-3")
 GROUPS = ("fuzz-g0", "fuzz-g1")
+TOPIC_IDS: list[uuid.UUID] = []  # the pool's ids on the broker under test, when known
 _STRINGS = ("", "x", "fuzz", "a\nb", "\x00\x1b[31m", "é" * 3, "." * 300, "range")
 
 _INT_BITS = {"int8": 8, "int16": 16, "int32": 32, "int64": 64}
@@ -81,6 +82,8 @@ def _primitive(rng, kafka_type: str, field_name: str, type_name: str, optional: 
     if kafka_type == "datetime_i64":
         return datetime.datetime.fromtimestamp(rng.randint(0, 2**31), datetime.timezone.utc)
     if kafka_type == "uuid":
+        if TOPIC_IDS and "topic" in field_name and rng.random() < 0.6:
+            return rng.choice(TOPIC_IDS)
         return uuid.UUID(int=0) if rng.random() < 0.3 else uuid.UUID(int=rng.getrandbits(128))
     if kafka_type == "error_code":
         return rng.choice(list(ErrorCode))

@@ -50,6 +50,15 @@ class BrokerConfig:
     default_replication_factor: int = 1
     socket_request_max_bytes: int = 100 * 1024 * 1024
     connections_max_idle_ms: int = 600_000
+    # Request bytes held in memory by all connections together: frames
+    # being read and requests not yet answered (Kafka's name).
+    queued_max_request_bytes: int = 256 * 1024 * 1024
+    # A connection whose client reads none of its buffered responses for
+    # this long is closed: its responses are not kept for it.
+    connections_max_unread_ms: int = 60_000
+    # The most a Fetch response holds, whatever the client asks (Kafka's
+    # fetch.max.bytes); the first batch still comes whole (KIP-74).
+    fetch_max_bytes: int = 55 * 1024 * 1024
     log_retention_check_interval_ms: int = 5_000
     # Kafka waits 3 s for more members before a new group's first
     # rebalance; a lone consumer should not wait, so the default is 0.

@@ -12,6 +12,7 @@ import signal
 import time
 
 from strom.broker import router
+from strom.broker.budget import RequestBudget
 from strom.broker.config import BrokerConfig
 from strom.broker.connection import Connection
 from strom.broker.notify import AppendNotifier
@@ -30,6 +31,7 @@ class Broker:
         self.port: int | None = None
         self._server: asyncio.base_events.Server | None = None
         self.connections: set[Connection] = set()
+        self.request_budget = RequestBudget(self.config.queued_max_request_bytes)
         self._stopped = asyncio.Event()
 
     async def start(self) -> None:
@@ -105,11 +107,16 @@ class Broker:
         await self.start()
         await self._serve_until_signal()
 
-    async def _serve_until_signal(self) -> None:
+    async def _serve_until_signal(self, on_ready=None) -> None:
+        """Run until SIGTERM or SIGINT, then stop. `on_ready` runs once the
+        handlers are in place: a signal sent as soon as it has announced
+        readiness is a clean stop, not the default death by signal."""
         loop = asyncio.get_running_loop()
         stopping = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stopping.set)
+        if on_ready is not None:
+            on_ready()
         await stopping.wait()
         await self.stop()
 

@@ -45,7 +45,7 @@ from kio.serial._introspect import (
 
 from strom.protocol.framing import MalformedFrameError
 
-MAX_ARRAY_ELEMENTS = 1_000_000  # Kafka's MAX_ARRAY_ELEMENTS... per array
+MAX_ARRAY_ELEMENTS = 1_000_000  # per array, as Kafka 4.4
 MAX_TAGGED_FIELDS = 10_000  # per struct, as Kafka 4.4
 MAX_REQUEST_ELEMENTS = 1_000_000  # all arrays of one request together
 

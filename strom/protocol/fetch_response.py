@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 _PART_HEAD = struct.Struct(">ihqq")
 _I16 = struct.Struct(">h")
 _I32 = struct.Struct(">i")
+_ZERO_UUID = bytes(16)
 _I64 = struct.Struct(">q")
 
 
@@ -62,7 +63,7 @@ def encode_fetch_response(version: int, topics: list[FetchTopic], *, error_code:
     head += _uvarint(len(topics) + 1) if flexible else _I32.pack(len(topics))
     for topic in topics:
         if version >= 13:
-            head += topic.topic_id.bytes
+            head += topic.topic_id.bytes if topic.topic_id else _ZERO_UUID  # kio reads zero as None
         else:
             name = topic.name.encode()
             head += (_uvarint(len(name) + 1) if flexible else _I16.pack(len(name))) + name

@@ -19,6 +19,7 @@ from strom.protocol.fetch_response import _uvarint
 _PART = struct.Struct(">ihqq")
 _I16 = struct.Struct(">h")
 _I32 = struct.Struct(">i")
+_ZERO_UUID = bytes(16)
 _I64 = struct.Struct(">q")
 
 
@@ -40,7 +41,10 @@ def encode_produce_response(version: int, topics: list[dict], throttle_time_ms: 
     flexible = version >= 9
     out = bytearray(_count(len(topics), flexible))
     for topic in topics:
-        out += topic["topic_id"].bytes if version >= 13 else _string(topic["name"], flexible)
+        if version >= 13:  # kio reads the zero uuid as None
+            out += topic["topic_id"].bytes if topic["topic_id"] else _ZERO_UUID
+        else:
+            out += _string(topic["name"], flexible)
         parts = topic["partition_responses"]
         out += _count(len(parts), flexible)
         for p in parts:

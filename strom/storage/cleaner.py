@@ -47,6 +47,8 @@ log = logging.getLogger(__name__)
 # A producer that wrote nothing for this long is forgotten by the cleaner
 # (Kafka's producer.id.expiration.ms): its last batches are no longer kept.
 PRODUCER_ID_EXPIRATION_MS = 86_400_000
+# Merging passes over the cleaned segments, each over fewer, smaller ones.
+_MERGE_PASSES = 8
 
 
 def clean(plog: PartitionLog, now: int | None = None) -> int:
@@ -74,6 +76,16 @@ def clean(plog: PartitionLog, now: int | None = None) -> int:
     removed = 0
     for group in _groups(segments, cleanable, cfg.segment_bytes):
         removed += _clean_group(plog, group, latest, retained, now)
+    # Groups were sized by what the segments held before; what they hold now
+    # is often far less, so merge the cleaned neighbours in the same pass.
+    for _ in range(_MERGE_PASSES):
+        segments = plog.segments_snapshot()
+        cleanable = [s for s in segments[:-1] if s.max_timestamp < now - cfg.min_compaction_lag_ms]
+        groups = [g for g in _groups(segments, cleanable, cfg.segment_bytes) if len(g) > 1]
+        if not groups:
+            break
+        for group in groups:
+            removed += _clean_group(plog, group, latest, retained, now)
     return removed
 
 

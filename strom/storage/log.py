@@ -31,11 +31,11 @@ from strom.records.batch import (
     validate_batch,
 )
 from strom.records.codecs import MAX_DECOMPRESSED_BYTES
-from strom.storage import checkpoint, files
+from strom.storage import checkpoint, files, producer_state
 from strom.storage.config import LogConfig
 from strom.storage.errors import LogWriteError, OffsetOutOfRangeError, RecordTooLargeError
 from strom.storage.producer_state import ProducerStateTable
-from strom.storage.segment import Segment
+from strom.storage.segment import Segment, chain_end
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +80,11 @@ class PartitionLog:
         self.segments: list[Segment] = []
         self.log_start_offset = 0
         self._producers: ProducerStateTable | None = None
+        self._snapshot_offset = -1  # of the last snapshot this process wrote
+        # Set by close(): the maintenance thread may still hold this log while
+        # a create of the same name writes a new one in the same directory.
+        self._closed = False
+        self._cut_count = 0  # damaged tails cut off (Segment.on_cut)
         self._load(recovery_point, clean)
 
     # -- loading and recovery ------------------------------------------------
@@ -98,15 +103,34 @@ class PartitionLog:
             if suffix.endswith(files.CLEANED_SUFFIX) or suffix.endswith(files.TMP_SUFFIX):
                 self.medium.remove(path)  # an interrupted clean: the originals stand
             elif suffix == files.LOG_SUFFIX + files.SWAP_SUFFIX:
-                # A complete cleaned replacement: finish the swap.
-                self.medium.rename(path, path[: -len(files.SWAP_SUFFIX)])
-                for s in (files.INDEX_SUFFIX, files.TIME_INDEX_SUFFIX):
-                    self.medium.remove(f"{self.directory}/{files.segment_name(base, s)}")
-                bases.add(base)
                 swapped.add(base)
-                clean = False
             elif suffix == files.LOG_SUFFIX:
                 bases.add(base)
+        for base in sorted(swapped):
+            # A complete cleaned replacement: delete the segments it covers,
+            # then finish the swap (in this order: a crash in between leaves
+            # the `.swap` to finish again, not an overlap the load refuses).
+            swap_name = files.segment_name(base, files.LOG_SUFFIX + files.SWAP_SUFFIX)
+            path = f"{self.directory}/{swap_name}"
+            swap_file = self.medium.open(path)
+            try:
+                end = chain_end(swap_file)
+            finally:
+                swap_file.close()
+            covered = [b for b in bases if base < b < end]
+            for b in covered:
+                log.info("%s: deleting segment %d, merged into %d by a compaction a crash "
+                         "interrupted", self.directory, b, base)
+                for s in (files.INDEX_SUFFIX, files.TIME_INDEX_SUFFIX, files.LOG_SUFFIX):
+                    self.medium.remove(f"{self.directory}/{files.segment_name(b, s)}")
+                bases.discard(b)
+            if covered:
+                self.medium.sync_dir(self.directory)
+            self.medium.rename(path, path[: -len(files.SWAP_SUFFIX)])
+            for s in (files.INDEX_SUFFIX, files.TIME_INDEX_SUFFIX):
+                self.medium.remove(f"{self.directory}/{files.segment_name(base, s)}")
+            bases.add(base)
+            clean = False
         for name in names:  # indexes whose log is gone are garbage
             parsed = files.parse_segment_name(name)
             if parsed and parsed[1] in (files.INDEX_SUFFIX, files.TIME_INDEX_SUFFIX) \
@@ -153,9 +177,12 @@ class PartitionLog:
                 continue
             kept.append(seg)
         self.segments = kept
+        self.segments[-1].active = True
         self.active.log_file.pin()  # every produce writes it: outside the file cache
         self.log_start_offset = max(stored_start, self.segments[0].base_offset)
         self.recovery_point = self.log_end_offset
+        # A snapshot past what recovery left describes lost batches.
+        producer_state.delete_snapshots_after(self.medium, self.directory, self.log_end_offset)
         if not clean:
             self.flush()
 
@@ -171,8 +198,11 @@ class PartitionLog:
         return offset
 
     def _new_segment(self, base_offset: int) -> Segment:
-        return Segment(self.medium, self.directory, base_offset, self.config.index_interval_bytes,
-                       lock=self._lock)
+        seg = Segment(self.medium, self.directory, base_offset, self.config.index_interval_bytes,
+                      lock=self._lock)
+        # Whoever finds the damage (a read, ListOffsets, the scrub, the cleaner).
+        seg.on_cut = self._after_cut
+        return seg
 
     def segments_snapshot(self) -> list[Segment]:
         """The current segment list, for readers on other threads (cleaner)."""
@@ -319,15 +349,40 @@ class PartitionLog:
 
     @property
     def producer_state(self) -> ProducerStateTable:
-        """Built on first use by replaying the batch headers of the log."""
+        """Built on first use: the newest snapshot, then the batch headers
+        after it (producer_state.py)."""
         if self._producers is None:
-            table = ProducerStateTable()
+            loaded = producer_state.load_snapshot(self.medium, self.directory, self.log_end_offset)
+            start, table = loaded if loaded else (-1, ProducerStateTable())
             for seg in self.segments:
+                if seg.next_offset <= start:
+                    continue
                 for _, header in seg.headers():
-                    if header.producer_id >= 0 and header.base_sequence >= 0:
+                    if header.producer_id >= 0 and header.base_sequence >= 0 \
+                            and header.base_offset >= start:
                         table.update(header)
             self._producers = table
         return self._producers
+
+    def snapshot_producers(self) -> bool:
+        """Snapshot the producer state (maintenance thread, after a roll),
+        at the log end if everything below it is fsynced. True if written.
+        Under the lock (a small file, once a segment): a cut of the log in
+        between would leave a snapshot of batches that are gone."""
+        with self._lock:
+            offset = self.log_end_offset
+            if (self._closed or self._producers is None or offset <= self._snapshot_offset
+                    or self.active.base_offset <= self._snapshot_offset
+                    or offset > self.recovery_point or self._werr):
+                return False
+            producer_state.write_snapshot(self.medium, self.directory, offset, self._producers)
+            self._snapshot_offset = offset
+            return True
+
+    def _forget_producers(self) -> None:
+        """The log was cut back: rebuild the state from what is left."""
+        self._producers = None
+        producer_state.delete_snapshots_after(self.medium, self.directory, self.log_end_offset)
 
     def roll(self) -> Segment:
         with self._lock:
@@ -354,27 +409,26 @@ class PartitionLog:
             if offset < self.log_start_offset or offset > end:
                 raise OffsetOutOfRangeError(offset, self.log_start_offset, end)
             i = max(bisect_right(self.bases, offset) - 1, 0)
-            active = self.segments[-1]
-            cuts = active.cuts
             try:
                 for seg in self.segments[i:]:
                     data = seg.read(max(offset, seg.base_offset), max_bytes, min_one)
                     if data:
                         return data
             except OSError as e:  # a failing disk: Kafka takes the log offline too
-                if not self._werr:
+                if not self._werr or self._undo is not None:
                     self._werr = LogWriteError(f"{self.directory}: {e}")
                     log.error("%s", self._werr)
+                self._undo = None  # sticky: a later append must not clear it
                 raise self._werr from e
-            finally:
-                if active.cuts != cuts:
-                    self._after_cut()
             return b""
 
     def _after_cut(self) -> None:
-        """Damage at the end of the log was cut off: it ends earlier now."""
-        self._producers = None  # rebuilt from what is left
+        """Damage at the end of the log was cut off: it ends earlier now.
+        (Segment.on_cut, under the lock.) A flush in flight must not raise
+        the recovery point back over offsets that will be given again."""
+        self._forget_producers()
         self.recovery_point = min(self.recovery_point, self.log_end_offset)
+        self._cut_count += 1
 
     def scrub(self, budget_bytes: int) -> int:
         """CRC-check up to about `budget_bytes` of batches that no check
@@ -388,15 +442,13 @@ class PartitionLog:
                 with self._lock:
                     if self._werr or seg not in self.segments:
                         break
-                    cuts = seg.cuts
                     try:
                         n = seg.scrub(min(budget_bytes - done, _SCRUB_STEP))
                     except OSError as e:
                         self._werr = LogWriteError(f"{self.directory}: {e}")
+                        self._undo = None  # sticky: a later append must not clear it
                         log.error("%s", self._werr)
                         raise self._werr from e
-                    if seg.cuts != cuts:
-                        self._after_cut()
                 if not n:
                     break
                 done += n
@@ -452,6 +504,7 @@ class PartitionLog:
                 pending = self.unflushed_messages
                 self.unflushed_messages = 0
                 self.first_unflushed_ms = None
+                cut_count = self._cut_count
             if target <= self.recovery_point and not dir_dirty and not pending:
                 return self.recovery_point
             try:
@@ -462,10 +515,12 @@ class PartitionLog:
             except OSError as e:
                 with self._lock:
                     self._werr = LogWriteError(f"{self.directory}: fsync failed: {e}")
+                    self._undo = None  # sticky: a later append must not clear it
                 log.error("%s", self._werr)
                 raise self._werr from e
             with self._lock:
-                self.recovery_point = max(self.recovery_point, target)
+                if self._cut_count == cut_count:  # else the log was cut since `target`
+                    self.recovery_point = max(self.recovery_point, target)
             return self.recovery_point
 
     def needs_flush(self, now: int) -> bool:
@@ -479,13 +534,22 @@ class PartitionLog:
 
     # -- retention, truncation -----------------------------------------------
 
-    def _delete_prefix(self, count: int, reason: str) -> int:
-        """Delete the first `count` segments (never the active one)."""
-        count = min(count, len(self.segments) - 1)
-        if count <= 0:
+    def _delete_prefix(self, doomed: list[Segment], reason: str) -> int:
+        """Delete `doomed`, the first segments when they were chosen (never
+        the active one). Those another thread deleted or swapped out while
+        this one waited for the locks (retention runs on the maintenance
+        thread and for DeleteRecords) are skipped, not made up for with the
+        segments after them."""
+        if not doomed:
             return 0
         with self._flush_lock, self._lock:
-            doomed = self.segments[:count]
+            if self._closed:
+                return 0
+            live = set(map(id, self.segments[:-1]))
+            doomed = [s for s in doomed if id(s) in live]
+            count = len(doomed)
+            if not count or self.segments[:count] != doomed:
+                return 0
             del self.segments[:count]
             self.log_start_offset = max(self.log_start_offset, self.segments[0].base_offset)
         for seg in doomed:
@@ -498,6 +562,8 @@ class PartitionLog:
         wholly below log_start_offset. Returns how many were deleted."""
         now = now_ms() if now is None else now
         with self._lock:
+            if self._closed:
+                return 0
             if self.active.next_offset <= self.log_start_offset and not self.active.is_empty:
                 self._roll()  # everything was deleted by DeleteRecords
             cfg = self.config
@@ -514,7 +580,8 @@ class PartitionLog:
                     break
                 total -= seg.size
                 count += 1
-        return self._delete_prefix(count, "retention")
+            doomed = self.segments[:count]
+        return self._delete_prefix(doomed, "retention")
 
     def delete_records_before(self, offset: int) -> int:
         """DeleteRecords: move log_start_offset up to `offset` (at most the
@@ -545,7 +612,7 @@ class PartitionLog:
             self.active.log_file.pin()
             self.active.active = True
             self.active.truncate_to(offset)
-            self._producers = None  # rebuilt from what is left
+            self._forget_producers()
             self.recovery_point = min(self.recovery_point, self.log_end_offset)
             if self.log_start_offset > self.log_end_offset:
                 self.log_start_offset = self.log_end_offset
@@ -563,8 +630,13 @@ class PartitionLog:
         self.medium.rename(cleaned_path, swap_path)
         self.medium.sync_dir(self.directory)
         with self._flush_lock, self._lock:
-            i = self.segments.index(first)
-            if self.segments[i : i + len(olds)] != olds:
+            i = self.segments.index(first) if first in self.segments else -1
+            if self._closed or i < 0 or self.segments[i : i + len(olds)] != olds:
+                # (DeleteRecords' retention on a request thread, or a close.) A `.swap`
+                # left here would be finished by the next load, over
+                # segments compacted again since: it must go.
+                self.medium.remove(swap_path)
+                self.medium.sync_dir(self.directory)
                 raise LogWriteError(f"{self.directory}: segments changed under the cleaner")
             for seg in olds[1:]:
                 seg.delete()
@@ -579,7 +651,14 @@ class PartitionLog:
     def close(self) -> None:
         if not self._werr:
             self.flush()
+            if self._producers is not None:  # everything below the log end is fsynced
+                try:
+                    producer_state.write_snapshot(self.medium, self.directory,
+                                                  self.log_end_offset, self._producers)
+                except OSError as e:  # derived data: the next start scans the log instead
+                    log.warning("%s: producer state snapshot not written: %s", self.directory, e)
         with self._flush_lock, self._lock:
+            self._closed = True
             for seg in self.segments:
                 seg.close()
 

@@ -25,8 +25,8 @@ def _resolve(logs, version, topic_req):
     return logs.topics.get(topic_req.topic)
 
 
-def _read(version, request, resolved) -> tuple[list[FetchTopic], int, list]:
-    budget = request.max_bytes
+def _read(version, request, resolved, max_bytes) -> tuple[list[FetchTopic], int, list]:
+    budget = min(request.max_bytes, max_bytes)
     total = 0
     waitable = []
     topics = []
@@ -69,10 +69,11 @@ async def handle_fetch(ctx, request):
     broker = ctx.broker
     version = ctx.version
     resolved = [(t, _resolve(broker.logs, version, t)) for t in request.topics]
-    topics, total, waitable = _read(version, request, resolved)
+    max_bytes = broker.config.fetch_max_bytes
+    topics, total, waitable = _read(version, request, resolved, max_bytes)
     max_wait = ms(request.max_wait)
     has_error = any(p.error_code for t in topics for p in t.partitions)
     if total < request.min_bytes and max_wait > 0 and waitable and not has_error:
         if await broker.notifier.wait_any(waitable, max_wait / 1000):
-            topics, total, waitable = _read(version, request, resolved)
+            topics, total, waitable = _read(version, request, resolved, max_bytes)
     return RawResponse(encode_fetch_response(version, topics))

@@ -222,6 +222,27 @@ def test_a_failed_fsync_stays_sticky(tmp_path):
     assert plog.failed and plog.log_end_offset == 1
 
 
+def test_a_failed_fsync_after_a_failed_write_stays_sticky(tmp_path):
+    """A write failure is undone by the next successful append; an fsync
+    failure after it must not be forgotten with it."""
+    from strom.storage.files import DiskMedium
+
+    plog = open_log(DiskMedium(str(tmp_path)))
+    plog.append(batch([b"a"]))
+    f = plog.active.log_file
+    real_fd = f._fd
+    f._fd = os.open("/dev/full", os.O_WRONLY)  # writes fail (ENOSPC), fdatasync too
+    with pytest.raises(LogWriteError):
+        plog.append(batch([b"b"]))
+    with pytest.raises(LogWriteError):
+        plog.flush()
+    os.close(f._fd)
+    f._fd = real_fd
+    with pytest.raises(LogWriteError):
+        plog.append(batch([b"c"]))
+    assert plog.failed and plog.log_end_offset == 1
+
+
 def test_compressed_batches_are_stored_as_sent(medium_factory):
     from strom.records import Compression
 
