@@ -107,11 +107,16 @@ class Broker:
         await self.start()
         await self._serve_until_signal()
 
-    async def _serve_until_signal(self) -> None:
+    async def _serve_until_signal(self, on_ready=None) -> None:
+        """Run until SIGTERM or SIGINT, then stop. `on_ready` runs once the
+        handlers are in place: a signal sent as soon as it has announced
+        readiness is a clean stop, not the default death by signal."""
         loop = asyncio.get_running_loop()
         stopping = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stopping.set)
+        if on_ready is not None:
+            on_ready()
         await stopping.wait()
         await self.stop()
 

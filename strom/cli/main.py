@@ -54,15 +54,17 @@ def serve(args) -> None:
     logging.basicConfig(level=cfg.log_level.upper(), handlers=[handler])
     broker = Broker(cfg)
 
-    async def run():
-        await broker.start()
+    def ready():
         host, port = cfg.advertised
         print(f"\nStrom is ready. Connect with bootstrap.servers={host}:{port}\n"
               f"  strom topic create orders --partitions 3 -b {host}:{port}\n"
               f"  echo hello | strom produce orders -b {host}:{port}\n"
               f"  strom consume orders --from-beginning -b {host}:{port}\n"
               f"  kcat -b {host}:{port} -L\n", flush=True)
-        await broker._serve_until_signal()
+
+    async def run():
+        await broker.start()
+        await broker._serve_until_signal(on_ready=ready)
 
     try:
         import uvloop

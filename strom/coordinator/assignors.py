@@ -20,6 +20,8 @@ range: per topic, contiguous ranges over its subscribers, the first
     id first (by instance id), so static members keep their ranges.
 """
 
+import heapq
+
 ASSIGNORS = ("uniform", "range")
 
 Partition = tuple[str, int]
@@ -87,29 +89,37 @@ def _uniform_heterogeneous(subscriptions: dict[str, frozenset], previous: dict[s
                            partitions: dict[str, int]) -> dict[str, list[Partition]]:
     subscribers = {t: sorted(m for m, s in subscriptions.items() if t in s) for t in partitions}
     out = {m: set(previous[m]) for m in subscriptions}
-    owner = {tp: m for m, owned in out.items() for tp in owned}
-    # Free partitions, the most constrained topics (fewest subscribers) first.
+    owned = {tp for tps in out.values() for tp in tps}
+    # Free partitions, the most constrained topics (fewest subscribers)
+    # first, each to the least loaded subscriber: a heap per topic, exact
+    # because only this topic's placements change loads meanwhile.
     for t in sorted(partitions, key=lambda t: (len(subscribers[t]), t)):
-        if not subscribers[t]:
-            continue
+        heap = [(len(out[m]), m) for m in subscribers[t]]
+        heapq.heapify(heap)
         for p in range(partitions[t]):
-            if (t, p) not in owner:
-                m = min(subscribers[t], key=lambda x: (len(out[x]), x))
+            if heap and (t, p) not in owned:
+                load, m = heapq.heappop(heap)
                 out[m].add((t, p))
-                owner[(t, p)] = m
-    # Balance: each move narrows a gap of two or more, so the sum of
-    # squared loads falls and the loop ends.
+                heapq.heappush(heap, (load + 1, m))
+    # Balance: move a partition to a subscriber of its topic holding two or
+    # more fewer. Each move narrows such a gap, so the sum of squared loads
+    # falls and the loop ends; a pass without a move (its per-topic least
+    # loaded members computed fresh) means none is left.
+    def least(t):
+        return min(subscribers[t], key=lambda x: (len(out[x]), x))
+
     moved = True
     while moved:
         moved = False
+        lightest = {t: least(t) for t in partitions if subscribers[t]}
         for m in sorted(out, key=lambda x: (-len(out[x]), x)):
             for t, p in sorted(out[m]):
-                target = min(subscribers[t], key=lambda x: (len(out[x]), x))
-                if len(out[target]) + 1 < len(out[m]):
+                if len(out[lightest[t]]) + 1 < len(out[m]):
                     out[m].discard((t, p))
-                    out[target].add((t, p))
+                    out[lightest[t]].add((t, p))
+                    lightest[t] = least(t)
                     moved = True
-    return {m: sorted(owned) for m, owned in out.items()}
+    return {m: sorted(tps) for m, tps in out.items()}
 
 
 def _range(members: dict, partitions: dict[str, int]) -> dict[str, dict[str, set[int]]]:

@@ -13,6 +13,11 @@ epoch. Each member moves towards its target in steps:
    its target partitions that no other member still owns; the others
    follow in later heartbeats, when their previous owners have let go.
 
+A static member (group.instance.id) that leaves with epoch -2 keeps its
+place and target until its session times out; its next incarnation takes
+both, so a restart moves no partition. A member that does not revoke
+within its rebalance timeout is removed, as in Kafka.
+
 Membership lives in memory: after a broker restart members get
 UNKNOWN_MEMBER_ID and join again with epoch 0, while their committed
 offsets (in __consumer_offsets) are kept.
@@ -44,6 +49,7 @@ class ConsumerMember:
     previous_epoch: int = -1
     assigned: dict[str, set[int]] = field(default_factory=dict)  # what the member was told
     revoking: set[tuple[str, int]] = field(default_factory=set)  # told to drop, not yet done
+    revoke_deadline: float | None = None  # monotonic; fenced when it passes with `revoking` left
     target: dict[str, set[int]] = field(default_factory=dict)
     last_heartbeat: float = field(default_factory=time.monotonic)
 
@@ -66,7 +72,7 @@ class ConsumerGroup:
         if self.assignment_epoch < self.group_epoch:
             return ASSIGNING
         if any(m.member_epoch != self.assignment_epoch or m.assigned != m.target
-               for m in self.members.values()):
+               for m in self.members.values() if m.member_epoch != STATIC_LEAVE_EPOCH):
             return RECONCILING
         return STABLE
 
@@ -99,6 +105,14 @@ class ConsumerGroups:
             return self._error(ErrorCode.unsupported_assignor,
                                f"assignor {assignor!r}: use one of {', '.join(ASSIGNORS)}", member_id)
         group = self.groups.setdefault(group_id, ConsumerGroup(group_id))
+        away = group.members.get(member_id)
+        if epoch == STATIC_LEAVE_EPOCH and away is not None and away.instance_id:
+            # As Kafka: a static member that leaves "for now" (a restart)
+            # keeps its target, so nobody else takes its partitions before
+            # it is back or its session times out; no new group epoch.
+            away.member_epoch, away.assigned, away.revoking = STATIC_LEAVE_EPOCH, {}, set()
+            return {"error_code": 0, "member_id": member_id, "member_epoch": epoch,
+                    "heartbeat_interval": self.heartbeat_interval_ms, "assignment": None}
         if epoch in (LEAVE_EPOCH, STATIC_LEAVE_EPOCH):
             if group.members.pop(member_id, None) is not None:
                 group.group_epoch += 1
@@ -115,6 +129,7 @@ class ConsumerGroups:
                                         rebalance_timeout_ms)
                 if instance_id:  # a static member replaces its previous incarnation
                     for other in [m for m in group.members.values() if m.instance_id == instance_id]:
+                        member.target = other.target  # and keeps its partitions (sticky)
                         del group.members[other.member_id]
                 group.members[member_id] = member
                 group.group_epoch += 1
@@ -167,30 +182,43 @@ class ConsumerGroups:
                 member.assigned[t].discard(p)
                 if not member.assigned[t]:
                     del member.assigned[t]
+            if not member.revoking:
+                member.revoke_deadline = time.monotonic() + member.rebalance_timeout_ms / 1000
             member.revoking |= revoke
         if member.revoking:
             return  # the member keeps its epoch until it has revoked
+        member.revoke_deadline = None
         if member.member_epoch != group.assignment_epoch:
             member.previous_epoch, member.member_epoch = member.member_epoch, group.assignment_epoch
+        missing = {(t, p) for t, ps in member.target.items() for p in ps
+                   if p not in member.assigned.get(t, ())}
+        if not missing:
+            return  # the common heartbeat: reconciled, nothing to look up
         owned_by_others = set()
         for other in group.members.values():
             if other is not member:
                 owned_by_others |= other.owns()
-        for t, ps in member.target.items():
-            free = {p for p in ps if (t, p) not in owned_by_others}
-            if free:
-                member.assigned.setdefault(t, set()).update(free)
+        for t, p in missing - owned_by_others:
+            member.assigned.setdefault(t, set()).add(p)
 
-    def expire(self) -> list[tuple[str, str]]:
-        """Remove members whose session timed out; returns (group, member)."""
+    def expire(self) -> list[tuple[str, str, str]]:
+        """Remove members whose session timed out, and (as Kafka) members
+        that did not revoke within their rebalance timeout, which would
+        otherwise keep a newcomer waiting for good; returns (group,
+        member, why)."""
         now = time.monotonic()
         gone = []
         for group in self.groups.values():
             for m in list(group.members.values()):
                 if now - m.last_heartbeat > self.session_timeout_ms / 1000:
-                    del group.members[m.member_id]
-                    group.group_epoch += 1
-                    gone.append((group.group_id, m.member_id))
+                    why = f"missed its session timeout ({self.session_timeout_ms} ms)"
+                elif m.revoking and m.revoke_deadline is not None and now > m.revoke_deadline:
+                    why = f"did not revoke within its rebalance timeout ({m.rebalance_timeout_ms} ms)"
+                else:
+                    continue
+                del group.members[m.member_id]
+                group.group_epoch += 1
+                gone.append((group.group_id, m.member_id, why))
         return gone
 
     def check_commit(self, group_id: str, member_id: str, epoch: int) -> ErrorCode | None:

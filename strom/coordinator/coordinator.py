@@ -32,11 +32,15 @@ from strom.coordinator.group import (
     Group,
     Member,
 )
-from strom.protocol.errors import error_for
+from strom.protocol.errors import KafkaError, error_for
 from strom.records import Record, build_batch
 from strom.records.batch import batch_records, iter_batches, validate_batch
+from strom.storage import LogWriteError, StorageError, UnknownTopicError
 
 log = logging.getLogger(__name__)
+
+_OFFSETS_TOPIC_CONFIG = {"cleanup.policy": "compact", "segment.bytes": str(100 * 1024 * 1024),
+                         "retention.ms": "-1"}
 
 _TICK_S = 0.1
 
@@ -77,6 +81,7 @@ class GroupCoordinator:
         self._timer = asyncio.create_task(self._tick())
         if rec.OFFSETS_TOPIC not in self.logs.topics:
             return  # created by the first write (_offsets_log), as Kafka does
+        self._restore_offsets_topic_config()
         self.plog = self.logs.get_log(rec.OFFSETS_TOPIC, 0)
         count, skipped = self._load(self.plog)
         if count:
@@ -143,11 +148,20 @@ class GroupCoordinator:
         a consumer group does not pay for it (three fsyncs at start-up)."""
         if self.plog is None:
             if rec.OFFSETS_TOPIC not in self.logs.topics:
-                self.logs.create_topic(rec.OFFSETS_TOPIC, 1, {
-                    "cleanup.policy": "compact", "segment.bytes": str(100 * 1024 * 1024),
-                    "retention.ms": "-1"})
+                self.logs.create_topic(rec.OFFSETS_TOPIC, 1, dict(_OFFSETS_TOPIC_CONFIG))
             self.plog = self.logs.get_log(rec.OFFSETS_TOPIC, 0)
         return self.plog
+
+    def _restore_offsets_topic_config(self) -> None:
+        """A topic registry rebuilt from the partition directories (after
+        damage) knows no configs: the offsets topic must be compacted again,
+        or it grows without bound."""
+        topic = self.logs.get_topic(rec.OFFSETS_TOPIC)
+        if topic.config.overrides.get("cleanup.policy") == "compact":
+            return
+        log.warning("%s: restoring its configs %s (were %s)", rec.OFFSETS_TOPIC,
+                    _OFFSETS_TOPIC_CONFIG, topic.config.overrides)
+        self.logs.alter_topic_config(rec.OFFSETS_TOPIC, dict(_OFFSETS_TOPIC_CONFIG))
 
     async def stop(self) -> None:
         if self._timer:
@@ -354,7 +368,8 @@ class GroupCoordinator:
         group.generation += 1
         if not group.members:
             group.state, group.protocol, group.leader = EMPTY, None, None
-            asyncio.ensure_future(self._append_quietly([self._group_record(group)]))
+            asyncio.ensure_future(self._append_or_error(f"group {group.group_id}: storing it empty",
+                                                        [self._group_record(group)]))
             return
         group.protocol = group.select_protocol()
         if group.leader not in group.members:
@@ -367,12 +382,6 @@ class GroupCoordinator:
             m.assignment = b""
             if fut and not fut.done():
                 fut.set_result(self._join_result(group, m))
-
-    async def _append_quietly(self, entries) -> None:
-        try:
-            await self._append(entries)
-        except Exception:
-            log.exception("could not write group state")
 
     def _remove_member(self, group: Group, member: Member) -> None:
         group.members.pop(member.member_id, None)
@@ -473,8 +482,8 @@ class GroupCoordinator:
                 log.exception("group timers failed")
 
     def check_timeouts(self) -> None:
-        for group_id, member_id in self.consumer_groups.expire():
-            log.info("group %s: member %s missed its session timeout", group_id, member_id)
+        for group_id, member_id, why in self.consumer_groups.expire():
+            log.info("group %s: member %s %s", group_id, member_id, why)
         now = time.monotonic()
         for group in list(self.groups.values()):
             for member_id, deadline in list(group.pending.items()):
@@ -503,10 +512,10 @@ class GroupCoordinator:
             for (topic, partition), value in offsets.items():
                 if now_ms - value["commit_timestamp"] > self.offsets_retention_ms:
                     doomed.append((rec.OffsetKey(group_id, topic, partition), None))
-        if doomed:
-            await self._append(doomed)
+        if doomed and not await self._append_or_error("expiring offsets", doomed):
             log.info("expired %d committed offsets", len(doomed))
-        return len(doomed)
+            return len(doomed)
+        return 0
 
     # -- offsets -----------------------------------------------------------------------
 
@@ -529,14 +538,32 @@ class GroupCoordinator:
         group.members[member_id].last_heartbeat = time.monotonic()
         return ErrorCode.none
 
-    async def commit(self, group_id: str, offsets: list[tuple[str, int, int, int, str | None]]) -> None:
+    async def commit(self, group_id: str,
+                     offsets: list[tuple[str, int, int, int, str | None]]) -> ErrorCode:
+        """Store committed offsets; the error for all of them if the offsets
+        topic cannot take the write."""
         now = int(time.time() * 1000)
-        await self._append([
+        return await self._append_or_error(f"group {group_id}: committing offsets", [
             (rec.OffsetKey(group_id, topic, partition),
              {"offset": offset, "leader_epoch": epoch, "metadata": metadata or "",
               "commit_timestamp": now})
             for topic, partition, offset, epoch, metadata in offsets
         ])
+
+    async def _append_or_error(self, what: str, entries) -> ErrorCode:
+        """`_append`, with a failure of the offsets topic (disk, a config an
+        admin set on it) answered with the code Kafka's coordinator uses
+        for it, instead of failing the request."""
+        try:
+            await self._append(entries)
+        except (KafkaError, StorageError) as e:
+            log.error("%s: the offsets topic refused the write: %s", what, e)
+            if isinstance(e, UnknownTopicError):
+                return ErrorCode.coordinator_not_available
+            if isinstance(e, LogWriteError) or getattr(e, "code", None) == ErrorCode.kafka_storage_error:
+                return ErrorCode.not_coordinator  # retriable: the client finds us again and retries
+            return ErrorCode.unknown_server_error
+        return ErrorCode.none
 
     def committed(self, group_id: str) -> dict[tuple[str, int], dict]:
         return self.offsets.get(group_id, {})
@@ -551,8 +578,7 @@ class GroupCoordinator:
         self.consumer_groups.groups.pop(group_id, None)
         entries = [(rec.OffsetKey(group_id, t, p), None) for t, p in self.committed(group_id)]
         entries.append((rec.GroupKey(group_id), None))
-        await self._append(entries)
-        return ErrorCode.none
+        return await self._append_or_error(f"group {group_id}: deleting", entries)
 
     async def delete_offsets(self, group_id: str, partitions: list[tuple[str, int]]) -> dict:
         group = self.groups.get(group_id)
@@ -569,7 +595,9 @@ class GroupCoordinator:
                 if (topic, partition) in self.committed(group_id):
                     entries.append((rec.OffsetKey(group_id, topic, partition), None))
         if entries:
-            await self._append(entries)
+            error = await self._append_or_error(f"group {group_id}: deleting offsets", entries)
+            if error:
+                return {"error": error}
         return {"error": ErrorCode.none, "partitions": errors}
 
 

@@ -14,7 +14,7 @@ from strom.records.batch import (
     patch_max_timestamp,
     validate_batch,
 )
-from strom.records.errors import CorruptRecordError, InvalidRecordError
+from strom.records.errors import CorruptRecordError, DecompressionLimitError, InvalidRecordError
 from strom.records.record import Header, Record, decode_records
 
 __all__ = [
@@ -22,6 +22,7 @@ __all__ = [
     "BatchHeader",
     "Compression",
     "CorruptRecordError",
+    "DecompressionLimitError",
     "Header",
     "InvalidRecordError",
     "Record",

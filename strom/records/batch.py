@@ -30,8 +30,9 @@ from enum import IntEnum
 from typing import NamedTuple
 
 from strom.records import codecs
-from strom.records.errors import CorruptRecordError, InvalidRecordError
-from strom.records.record import Record, decode_records, encode_record
+from strom.records.errors import CorruptRecordError, DecompressionLimitError, InvalidRecordError
+from strom.records.record import Record, decode_records, encode_record, find_timestamp
+from strom.records.validate import check_records
 
 
 
@@ -139,14 +140,19 @@ def batch_size_at(buf, pos: int) -> int | None:
 
 
 def validate_batch(buf, pos: int = 0, *, strict: bool = False,
-                   base_offset: int | None = None) -> BatchHeader:
+                   base_offset: int | None = None,
+                   max_decompressed: int = codecs.MAX_DECOMPRESSED_BYTES) -> BatchHeader:
     """Check one batch at `pos` of `buf` and return its header.
 
     Checks length, magic, CRC-32C and delta consistency. `strict` adds the
-    rules for batches fresh from a producer: offset deltas must be dense
-    (last_offset_delta == records_count - 1), which compacted batches break.
-    With `base_offset`, the header returned carries that base offset (the
-    one the log assigns; the CRC does not cover it).
+    rules for batches fresh from a producer, as Kafka's LogValidator: offset
+    deltas dense (last_offset_delta == records_count - 1, which compacted
+    batches break), at least one record, no control batch, a sequence
+    number when there is a producer id, and every record well formed
+    (strom.records.validate), decompressing at most `max_decompressed`
+    bytes (DecompressionLimitError beyond). With `base_offset`, the header
+    returned carries that base offset (the one the log assigns; the CRC
+    does not cover it).
     """
     if len(buf) - pos < BATCH_HEADER_SIZE:
         raise CorruptRecordError(
@@ -154,7 +160,7 @@ def validate_batch(buf, pos: int = 0, *, strict: bool = False,
         )
     # Fields as locals, once: this runs for every batch produced.
     fields = _HEADER.unpack_from(buf, pos)
-    _, length, _, magic, crc, attributes, last_delta, _, _, _, _, _, count = fields
+    _, length, _, magic, crc, attributes, last_delta, _, _, producer_id, _, sequence, count = fields
     if length < BATCH_HEADER_SIZE - LOG_OVERHEAD:
         raise CorruptRecordError(f"batch length {length} is below the header size")
     end = pos + length + LOG_OVERHEAD
@@ -167,8 +173,9 @@ def validate_batch(buf, pos: int = 0, *, strict: bool = False,
     actual = crc32c((buf if type(buf) is memoryview else memoryview(buf))[pos + 21 : end])
     if actual != crc:
         raise CorruptRecordError(f"CRC-32C mismatch: header {crc:#010x}, data {actual:#010x}")
-    if attributes & 0x07 > codecs.ZSTD:
-        raise InvalidRecordError(f"unknown compression codec {attributes & 0x07}")
+    codec = attributes & 0x07
+    if codec > codecs.ZSTD:
+        raise InvalidRecordError(f"unknown compression codec {codec}")
     if count < 0 or last_delta < 0:
         raise InvalidRecordError("negative records count or last offset delta")
     if count > 0 and last_delta < count - 1:
@@ -182,6 +189,27 @@ def validate_batch(buf, pos: int = 0, *, strict: bool = False,
             raise InvalidRecordError(
                 f"last offset delta {last_delta} does not match records count {count}"
             )
+        if attributes & 0x20:
+            raise InvalidRecordError("clients may not write control batches")
+        if producer_id >= 0 and sequence < 0:
+            raise InvalidRecordError(
+                f"producer id {producer_id} with no sequence number ({sequence})")
+        if codec == codecs.NONE:
+            check_records(buf, count, pos + BATCH_HEADER_SIZE, end)
+        else:
+            body = memoryview(buf)[pos + BATCH_HEADER_SIZE : end]
+            try:
+                body = codecs.decompress(codec, body, max_decompressed)
+            except DecompressionLimitError as e:
+                # Kafka reads a compressed batch as a stream and stops at the
+                # first bad record: garbage (as most bombs are) is
+                # INVALID_RECORD there. Records well formed up to the limit
+                # are a batch too large to inflate here.
+                prefix, e.prefix = e.prefix, None
+                if prefix is not None:
+                    check_records(prefix, count, partial=True)
+                raise
+            check_records(body, count)
     if base_offset is not None:
         fields = (base_offset, *fields[1:])
     return tuple.__new__(BatchHeader, fields)
@@ -214,13 +242,46 @@ def patch_max_timestamp(batch: bytearray | memoryview, max_timestamp: int, pos: 
     _I.pack_into(batch, pos + 17, crc32c(memoryview(batch)[pos + 21 : end]))
 
 
-def batch_records(buf, pos: int = 0) -> list[Record]:
-    """Decode (and decompress) the records of the batch at `pos`."""
-    header = BatchHeader.parse(buf, pos)
+def batch_body(buf, pos: int = 0, header: BatchHeader | None = None,
+               max_decompressed: int = codecs.MAX_DECOMPRESSED_BYTES):
+    """The records of the batch at `pos`, decompressed (at most
+    `max_decompressed` bytes: DecompressionLimitError beyond)."""
+    header = header or BatchHeader.parse(buf, pos)
     body = memoryview(buf)[pos + BATCH_HEADER_SIZE : pos + header.size]
-    if header.compression != Compression.NONE:
-        body = codecs.decompress(header.compression, body)
-    return decode_records(body, header)
+    if header.attributes & 0x07:
+        body = codecs.decompress(header.attributes & 0x07, body, max_decompressed)
+    return body
+
+
+def batch_records(buf, pos: int = 0,
+                  max_decompressed: int = codecs.MAX_DECOMPRESSED_BYTES) -> list[Record]:
+    """Decode (and decompress, bounded) the records of the batch at `pos`."""
+    header = BatchHeader.parse(buf, pos)
+    return decode_records(batch_body(buf, pos, header, max_decompressed), header)
+
+
+# Records whose timestamps ListOffsets reads one by one in a batch, at most
+# (about 1 us each); real batches hold at most tens of thousands.
+_TIMESTAMP_SCAN_RECORDS = 100_000
+
+
+def offset_for_timestamp(buf, pos: int = 0, timestamp: int = 0,
+                         max_decompressed: int = codecs.MAX_DECOMPRESSED_BYTES
+                         ) -> tuple[int, int] | None:
+    """(offset, timestamp) of the first record at or after `timestamp` in
+    the batch at `pos`, from the header alone where it answers (the batch
+    is older, LogAppendTime, or one record), else from the records'
+    timestamp deltas, without building Record objects."""
+    header = BatchHeader.parse(buf, pos)
+    if header.max_timestamp < timestamp:
+        return None
+    if header.attributes & 0x08:  # LogAppendTime: one time for every record
+        return header.base_offset, header.max_timestamp
+    if header.records_count == 1 or header.records_count > _TIMESTAMP_SCAN_RECORDS:
+        # Past the bound, the batch's first offset: a reader starting there
+        # gets a few records early, and the loop is not held for seconds.
+        return header.base_offset, header.max_timestamp
+    return find_timestamp(batch_body(buf, pos, header, max_decompressed), header, timestamp)
 
 
 def build_batch(

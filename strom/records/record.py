@@ -77,6 +77,25 @@ def decode_records(body, header) -> list[Record]:
     return out
 
 
+def find_timestamp(body, header, timestamp: int) -> tuple[int, int] | None:
+    """(offset, timestamp) of the first record in an uncompressed body
+    whose timestamp is >= `timestamp`: reads each record's length and
+    deltas only (ListOffsets by time; no Record objects)."""
+    pos, end = 0, len(body)
+    base_timestamp, base_offset = header.base_timestamp, header.base_offset
+    for _ in range(header.records_count):
+        length, pos = read_varint(body, pos)
+        record_end = pos + length
+        if length < 6 or record_end > end:
+            raise CorruptRecordError("record length runs past the batch")
+        ts_delta, p = read_varint(body, pos + 1)
+        if base_timestamp + ts_delta >= timestamp:
+            offset_delta, _ = read_varint(body, p)
+            return base_offset + offset_delta, base_timestamp + ts_delta
+        pos = record_end
+    return None
+
+
 def _write_bytes(out: bytearray, data: bytes | None) -> None:
     if data is None:
         write_varint(out, -1)

@@ -53,9 +53,10 @@ def dump_lines(lines: list[str]) -> bytes:
     return f"{body}\n{_CRC_PREFIX}{_crc(body):08x}\n".encode()
 
 
-def load_lines(raw: bytes) -> list[str] | None:
-    """The lines, or None when `raw` is damaged (a legacy file, without the
-    checksum line, is returned as its lines)."""
+def load_lines(raw: bytes, legacy: bool = True) -> list[str] | None:
+    """The lines, or None when `raw` is damaged. A legacy file, without the
+    checksum line, is returned as its lines when `legacy` (files that had a
+    format before checksums), else it is damage (a cut one looks like it)."""
     try:
         text = raw.decode()
     except UnicodeDecodeError:
@@ -71,7 +72,7 @@ def load_lines(raw: bytes) -> list[str] | None:
         if len(digits) != 8 or f"{_crc(body):08x}" != digits:
             return None
         return lines[:-1]
-    return lines
+    return lines if legacy else None
 
 
 def load_offset(raw: bytes) -> int | None:

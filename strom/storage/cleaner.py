@@ -36,6 +36,7 @@ import struct
 from collections import deque
 
 from strom.records.batch import BATCH_HEADER_SIZE, LOG_OVERHEAD, batch_records, build_batch, crc32c
+from strom.records.codecs import MAX_DECOMPRESSED_BYTES
 from strom.storage import files
 from strom.storage.log import PartitionLog, now_ms
 from strom.storage.producer_state import WINDOW
@@ -46,6 +47,8 @@ log = logging.getLogger(__name__)
 # A producer that wrote nothing for this long is forgotten by the cleaner
 # (Kafka's producer.id.expiration.ms): its last batches are no longer kept.
 PRODUCER_ID_EXPIRATION_MS = 86_400_000
+# Merging passes over the cleaned segments, each over fewer, smaller ones.
+_MERGE_PASSES = 8
 
 
 def clean(plog: PartitionLog, now: int | None = None) -> int:
@@ -56,6 +59,7 @@ def clean(plog: PartitionLog, now: int | None = None) -> int:
     cleanable = [s for s in segments[:-1] if s.max_timestamp < now - cfg.min_compaction_lag_ms]
     if not any(not s.is_empty for s in cleanable):
         return 0
+    limit = max(MAX_DECOMPRESSED_BYTES, cfg.max_message_bytes)  # as append allowed
     latest: dict[bytes, int] = {}
     last_batches: dict[int, deque] = {}
     for seg in segments:
@@ -65,13 +69,23 @@ def clean(plog: PartitionLog, now: int | None = None) -> int:
                     header.base_offset)
             if header.is_control:
                 continue
-            for r in batch_records(raw):
+            for r in batch_records(raw, 0, limit):
                 if r.key is not None:
                     latest[r.key] = r.offset
     retained = {base for bases in last_batches.values() for base in bases}
     removed = 0
     for group in _groups(segments, cleanable, cfg.segment_bytes):
         removed += _clean_group(plog, group, latest, retained, now)
+    # Groups were sized by what the segments held before; what they hold now
+    # is often far less, so merge the cleaned neighbours in the same pass.
+    for _ in range(_MERGE_PASSES):
+        segments = plog.segments_snapshot()
+        cleanable = [s for s in segments[:-1] if s.max_timestamp < now - cfg.min_compaction_lag_ms]
+        groups = [g for g in _groups(segments, cleanable, cfg.segment_bytes) if len(g) > 1]
+        if not groups:
+            break
+        for group in groups:
+            removed += _clean_group(plog, group, latest, retained, now)
     return removed
 
 
@@ -135,7 +149,7 @@ def _clean_batch(cfg, header, raw: bytes, latest: dict[bytes, int], now: int):
         return raw, 0
     if not header.records_count:
         return None, 0  # an empty batch kept earlier: written again only if still needed
-    records = batch_records(raw)
+    records = batch_records(raw, 0, max(MAX_DECOMPRESSED_BYTES, cfg.max_message_bytes))
     kept = [
         r for r in records
         if (r.key is None or latest.get(r.key) == r.offset)

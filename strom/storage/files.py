@@ -11,6 +11,7 @@ A DiskMedium opens its files through one bounded FileCache, so the number of
 descriptors does not grow with the number of segments (FDS_PER_PARTITION).
 """
 
+import errno
 import os
 import threading
 from collections import OrderedDict
@@ -22,6 +23,7 @@ CLEANED_SUFFIX = ".cleaned"
 SWAP_SUFFIX = ".swap"
 DELETED_SUFFIX = ".deleted"
 TMP_SUFFIX = ".tmp"
+SNAPSHOT_SUFFIX = ".snapshot"  # producer state at an offset (producer_state.py)
 
 META_FILE = "meta.json"
 TOPICS_FILE = "topics.json"
@@ -113,11 +115,8 @@ class FileCache:
         with self._lock:
             if f._fd < 0:
                 if f._closed:
-                    raise OSError(9, f"{f.path}: file is closed")  # EBADF, as os.pread would
-                flags = os.O_RDWR if f._created else os.O_RDWR | os.O_CREAT
-                f._fd = os.open(f.path, flags, 0o644)
-                f._created = True
-                self.opens += 1
+                    raise OSError(errno.EBADF, f"{f.path}: file is closed")
+                self._open_fd(f)
             f._users += 1
             if not f._pinned:
                 lru = self._lru
@@ -132,6 +131,21 @@ class FileCache:
             f._users -= 1
             if f._closed and not f._users:
                 self._close_fd(f)
+
+    def _open_fd(self, f: "DiskFile") -> None:
+        flags = os.O_RDWR if f._created else os.O_RDWR | os.O_CREAT
+        try:
+            f._fd = os.open(f.path, flags, 0o644)
+        except OSError as e:
+            if e.errno not in (errno.EMFILE, errno.ENFILE) or not self._lru:
+                raise
+            # Out of descriptors: give back every idle one we hold, once.
+            for idle in [g for g in self._lru if g._users == 0]:
+                self._close_fd(idle)
+                self.evictions += 1
+            f._fd = os.open(f.path, flags, 0o644)
+        f._created = True
+        self.opens += 1
 
     def _evict(self) -> None:
         excess = len(self._lru) - self.max_open_files
@@ -156,9 +170,7 @@ class FileCache:
             if f._closed:
                 return
             if f._fd < 0:
-                f._fd = os.open(f.path, os.O_RDWR if f._created else os.O_RDWR | os.O_CREAT, 0o644)
-                f._created = True
-                self.opens += 1
+                self._open_fd(f)
             self._lru.pop(f, None)
             f._pinned = True
 

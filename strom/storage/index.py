@@ -113,6 +113,11 @@ class OffsetIndex(_Index):
         i = bisect_right(self.first, relative_offset)
         return self.second[i - 1] if i else 0
 
+    def lookup_entry(self, relative_offset: int) -> tuple[int, int] | None:
+        """(relative offset, position) of that entry, None before the first."""
+        i = bisect_right(self.first, relative_offset)
+        return (self.first[i - 1], self.second[i - 1]) if i else None
+
 
 class TimeIndex(_Index):
     ENTRY = struct.Struct(">qI")

@@ -17,10 +17,9 @@ from strom.storage.errors import TooManyPartitionsError
 
 log = logging.getLogger(__name__)
 
-# Descriptors one new partition holds: files.py states it once the open-file
-# cache exists; until then an active segment holds its .log, .index and
-# .timeindex open.
-FDS_PER_PARTITION = getattr(files, "FDS_PER_PARTITION", 3)
+# Descriptors one new partition holds for good (its active `.log`); every
+# other file goes through the medium's bounded FileCache (files.py).
+FDS_PER_PARTITION = files.FDS_PER_PARTITION
 # The most partitions one topic may have (Kafka has no hard cap; a create of
 # 100,000 is a typo or an attack on a single node).
 MAX_PARTITIONS = 10_000
@@ -52,7 +51,14 @@ def raise_nofile_limit() -> int:
 def reserve(limit: int) -> int:
     """Descriptors kept free for connections, segment rolls and the rest of
     the process."""
-    return max(256, limit // 8)
+    return max(64, limit // 4)
+
+
+def file_cache_size(limit: int) -> int:
+    """How many files the medium's cache may keep open under `limit`."""
+    if limit <= 0:
+        return files.DEFAULT_MAX_OPEN_FILES
+    return min(files.DEFAULT_MAX_OPEN_FILES, max(16, limit // 8))
 
 
 def open_fds() -> int:
@@ -62,9 +68,17 @@ def open_fds() -> int:
         return 0
 
 
-def check_create(limit: int, partitions: int, existing: int = 0) -> None:
+def cache_headroom(medium) -> int:
+    """Descriptors the medium's file cache may still open (it is counted in
+    what is open now only as far as it is full)."""
+    cache = getattr(medium, "file_cache", None)
+    return max(cache.max_open_files - cache.open_files, 0) if cache is not None else 0
+
+
+def check_create(limit: int, partitions: int, existing: int = 0, headroom: int = 0) -> None:
     """Raise TooManyPartitionsError unless a topic may grow from `existing`
-    to `partitions` partitions within the cap and the descriptor budget."""
+    to `partitions` partitions within the cap and the descriptor budget
+    (`headroom`: descriptors already promised elsewhere, the file cache's)."""
     if partitions > MAX_PARTITIONS:
         raise TooManyPartitionsError(
             f"{partitions} partitions is more than the {MAX_PARTITIONS} a topic may have"
@@ -72,12 +86,13 @@ def check_create(limit: int, partitions: int, existing: int = 0) -> None:
     new = partitions - existing
     if limit <= 0 or new <= 0:
         return
-    used = open_fds()
+    used = open_fds() + headroom
     need = new * FDS_PER_PARTITION
     free = limit - reserve(limit) - used
     if need > free:
         raise TooManyPartitionsError(
-            f"{new} new partitions need about {need} file descriptors, but only {max(free, 0)} "
-            f"of the limit of {limit} are free ({used} open, {reserve(limit)} kept for "
-            f"connections): raise `ulimit -n` (the hard limit) or create fewer partitions"
+            f"{new} new partitions need {need} file descriptors, but only {max(free, 0)} "
+            f"of the limit of {limit} are free ({used} open or kept for the file cache, "
+            f"{reserve(limit)} for connections): raise `ulimit -n` (the hard limit) or "
+            f"create fewer partitions"
         )

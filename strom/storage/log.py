@@ -25,12 +25,13 @@ from typing import NamedTuple
 from strom.records.batch import (
     LOG_OVERHEAD,
     BatchHeader,
-    batch_records,
+    batch_size_at,
     patch_base_offset,
     patch_max_timestamp,
     validate_batch,
 )
-from strom.storage import checkpoint, files
+from strom.records.codecs import MAX_DECOMPRESSED_BYTES
+from strom.storage import checkpoint, files, producer_state
 from strom.storage.config import LogConfig
 from strom.storage.errors import LogWriteError, OffsetOutOfRangeError, RecordTooLargeError
 from strom.storage.producer_state import ProducerStateTable
@@ -79,6 +80,7 @@ class PartitionLog:
         self.segments: list[Segment] = []
         self.log_start_offset = 0
         self._producers: ProducerStateTable | None = None
+        self._snapshot_offset = -1  # of the last snapshot this process wrote
         self._load(recovery_point, clean)
 
     # -- loading and recovery ------------------------------------------------
@@ -152,9 +154,12 @@ class PartitionLog:
                 continue
             kept.append(seg)
         self.segments = kept
+        self.segments[-1].active = True
         self.active.log_file.pin()  # every produce writes it: outside the file cache
         self.log_start_offset = max(stored_start, self.segments[0].base_offset)
         self.recovery_point = self.log_end_offset
+        # A snapshot past what recovery left describes lost batches.
+        producer_state.delete_snapshots_after(self.medium, self.directory, self.log_end_offset)
         if not clean:
             self.flush()
 
@@ -221,13 +226,19 @@ class PartitionLog:
             log_append_time = now
             if now is None and (config.log_append_time or self.first_unflushed_ms is None):
                 log_append_time = now_ms()  # only when used: time.time() is not free
+            # Records may decompress beyond max.message.bytes (it bounds the
+            # batch as stored), but not without bound.
+            max_decompressed = max(MAX_DECOMPRESSED_BYTES, config.max_message_bytes)
             while pos < end:
-                header = validate_batch(view, pos, strict=validate, base_offset=offset)
-                size = header[1] + LOG_OVERHEAD
-                if size > config.max_message_bytes:
+                size = batch_size_at(view, pos)
+                if size is not None and size > config.max_message_bytes:
+                    # Before its CRC or records are read, as Kafka does.
                     raise RecordTooLargeError(
                         f"batch of {size} bytes exceeds max.message.bytes {config.max_message_bytes}"
                     )
+                header = validate_batch(view, pos, strict=validate, base_offset=offset,
+                                        max_decompressed=max_decompressed)
+                size = header[1] + LOG_OVERHEAD
                 if header.producer_id >= 0 and header.base_sequence >= 0:
                     duplicate = self.producer_state.check(header)
                     if duplicate is not None:
@@ -312,15 +323,40 @@ class PartitionLog:
 
     @property
     def producer_state(self) -> ProducerStateTable:
-        """Built on first use by replaying the batch headers of the log."""
+        """Built on first use: the newest snapshot, then the batch headers
+        after it (producer_state.py)."""
         if self._producers is None:
-            table = ProducerStateTable()
+            loaded = producer_state.load_snapshot(self.medium, self.directory, self.log_end_offset)
+            start, table = loaded if loaded else (-1, ProducerStateTable())
             for seg in self.segments:
+                if seg.next_offset <= start:
+                    continue
                 for _, header in seg.headers():
-                    if header.producer_id >= 0 and header.base_sequence >= 0:
+                    if header.producer_id >= 0 and header.base_sequence >= 0 \
+                            and header.base_offset >= start:
                         table.update(header)
             self._producers = table
         return self._producers
+
+    def snapshot_producers(self) -> bool:
+        """Snapshot the producer state (maintenance thread, after a roll),
+        at the log end if everything below it is fsynced. True if written.
+        Under the lock (a small file, once a segment): a cut of the log in
+        between would leave a snapshot of batches that are gone."""
+        with self._lock:
+            offset = self.log_end_offset
+            if (self._producers is None or offset <= self._snapshot_offset
+                    or self.active.base_offset <= self._snapshot_offset
+                    or offset > self.recovery_point or self._werr):
+                return False
+            producer_state.write_snapshot(self.medium, self.directory, offset, self._producers)
+            self._snapshot_offset = offset
+            return True
+
+    def _forget_producers(self) -> None:
+        """The log was cut back: rebuild the state from what is left."""
+        self._producers = None
+        producer_state.delete_snapshots_after(self.medium, self.directory, self.log_end_offset)
 
     def roll(self) -> Segment:
         with self._lock:
@@ -366,7 +402,7 @@ class PartitionLog:
 
     def _after_cut(self) -> None:
         """Damage at the end of the log was cut off: it ends earlier now."""
-        self._producers = None  # rebuilt from what is left
+        self._forget_producers()
         self.recovery_point = min(self.recovery_point, self.log_end_offset)
 
     def scrub(self, budget_bytes: int) -> int:
@@ -429,9 +465,7 @@ class PartitionLog:
                 if header.max_timestamp == target:
                     if header.timestamp_type == 1:
                         return header.last_offset, target
-                    for r in batch_records(raw):
-                        if r.timestamp == target:
-                            return r.offset, target
+                    return seg.offset_in_batch(raw, target) or (header.base_offset, target)
             return None
 
     # -- durability --------------------------------------------------------------
@@ -540,7 +574,7 @@ class PartitionLog:
             self.active.log_file.pin()
             self.active.active = True
             self.active.truncate_to(offset)
-            self._producers = None  # rebuilt from what is left
+            self._forget_producers()
             self.recovery_point = min(self.recovery_point, self.log_end_offset)
             if self.log_start_offset > self.log_end_offset:
                 self.log_start_offset = self.log_end_offset
@@ -574,6 +608,12 @@ class PartitionLog:
     def close(self) -> None:
         if not self._werr:
             self.flush()
+            if self._producers is not None:  # everything below the log end is fsynced
+                try:
+                    producer_state.write_snapshot(self.medium, self.directory,
+                                                  self.log_end_offset, self._producers)
+                except OSError as e:  # derived data: the next start scans the log instead
+                    log.warning("%s: producer state snapshot not written: %s", self.directory, e)
         with self._flush_lock, self._lock:
             for seg in self.segments:
                 seg.close()

@@ -27,19 +27,21 @@ fd that is being appended to is safe).
 """
 
 import logging
+import struct
 import threading
 from bisect import bisect_left
 
+from strom.records import batch as _batch
 from strom.records.batch import (
     BATCH_HEADER_SIZE,
     BatchHeader,
-    batch_records,
     iter_batches,
+    offset_for_timestamp,
     validate_batch,
 )
 from strom.records.errors import InvalidRecordError
 from strom.storage import files
-from strom.storage.damage import Damage, find_intact, intact_at, plausible
+from strom.storage.damage import Damage, SegmentDamage, find_intact, plausible
 from strom.storage.errors import SuspectIndexError
 from strom.storage.index import OffsetIndex, TimeIndex
 
@@ -54,9 +56,12 @@ _RECOVER_CHUNK = 1024 * 1024
 # A read gives up after this many damaged ranges in a row (each is skipped).
 _MAX_DAMAGE_STEPS = 64
 _TROUBLE = object()
+_LENGTH = struct.Struct(">i")
+_HEAD = struct.Struct(">qiibI")  # base_offset, batch_length, leader epoch, magic, crc
+_DELTA = struct.Struct(">i")  # last_offset_delta, at 23
 
 
-class Segment:
+class Segment(SegmentDamage):
     def __init__(self, medium, directory: str, base_offset: int, index_interval_bytes: int,
                  lock=None):
         self.medium = medium
@@ -286,12 +291,14 @@ class Segment:
     def _walk_to(self, offset: int):
         """find_position from the offset index on; _TROUBLE when a header
         on the way does not hold up (damage, or an index that is wrong)."""
-        pos = self.offset_index.lookup(max(offset - self.base_offset, 0))
+        entry = self.offset_index.lookup_entry(max(offset - self.base_offset, 0))
+        pos, expect = (entry[1], self.base_offset + entry[0]) if entry else (0, None)
         size = self.size
         base = self.base_offset
         while pos < size:
             if self.damaged and (d := self._damage_at(pos)) is not None:
                 pos = d.end
+                expect = None
                 continue
             limit = self._next_damage(pos) if self.damaged else size
             chunk = self.log_file.pread(pos, min(_SCAN_CHUNK, limit - pos))
@@ -300,6 +307,12 @@ class Segment:
                 header = BatchHeader.parse(chunk, p)
                 if not plausible(header, pos + p, limit, base, base):
                     return _TROUBLE
+                if expect is not None:
+                    # An index entry names the first offset of the batch it
+                    # points at: one that does not is wrong (rebuild it).
+                    if header.base_offset != expect:
+                        return _TROUBLE
+                    expect = None
                 if header.last_offset >= offset:
                     return pos + p
                 p += header.size
@@ -344,113 +357,44 @@ class Segment:
         n = len(data)
         p = end = 0
         check_from, check_to = self.verified_to, self.unverified_end
+        if pos >= check_to or pos + n <= check_from:
+            # All checked before (by recovery, the scrub, an earlier read or
+            # the append): only the lengths are needed to find whole batches.
+            unpack = _LENGTH.unpack_from
+            while n - p >= BATCH_HEADER_SIZE:
+                size = unpack(data, p + 8)[0] + 12
+                if size < BATCH_HEADER_SIZE:
+                    return end, pos + p
+                if p + size > n:
+                    break
+                p = end = p + size
+            if 0 < n - p < BATCH_HEADER_SIZE and pos + n == limit:
+                return end, pos + p
+            return end, None
+        # Never checked since open: the framing (as damage.plausible, inline:
+        # this runs per batch) and the CRC.
         base = self.base_offset
+        view = memoryview(data)
+        head, delta = _HEAD.unpack_from, _DELTA.unpack_from
+        crc32c = _batch.crc32c
         while n - p >= BATCH_HEADER_SIZE:
-            header = BatchHeader.parse(data, p)
             at = pos + p
-            if not plausible(header, at, limit, base, base):
+            first, length, _, magic, crc = head(data, p)
+            size = length + 12
+            last = first + delta(data, p + 23)[0]
+            if (size < BATCH_HEADER_SIZE or at + size > limit or magic != 2 or first < base
+                    or last < first or last - base > 0xFFFFFFFF):
                 return end, at
-            if p + header.size > n:
+            if p + size > n:
                 break
-            if check_from <= at < check_to:
-                try:
-                    validate_batch(data, p)
-                except InvalidRecordError:
-                    return end, at
-            p = end = p + header.size
+            if check_from <= at < check_to and crc32c(view[p + 21 : p + size]) != crc:
+                return end, at
+            p = end = p + size
         if 0 < n - p < BATCH_HEADER_SIZE and pos + n == limit:
             return end, pos + p  # bytes at the end too few to be a batch
         if end and pos == check_from:
             self.verified_to = max(self.verified_to, pos + end)
         return end, None
-
-    # -- damage --------------------------------------------------------------
-
-    def _damage_at(self, pos: int) -> Damage | None:
-        for d in self.damaged:
-            if d.position <= pos < d.end:
-                return d
-            if d.position > pos:
-                break
-        return None
-
-    def _next_damage(self, pos: int) -> int:
-        """Where the first damage at or after `pos` starts, else the size."""
-        for d in self.damaged:
-            if d.position >= pos:
-                return d.position
-        return self.size
-
-    def _found_damage(self, pos: int | None, how: str) -> None:
-        """A reader (or the scrub) found the batch at `pos` bad (None: the
-        chain of batch headers broke somewhere). A batch whose framing holds
-        is quarantined up to the next intact batch; a broken chain (or an
-        offset index pointing into the middle of a batch) makes the whole
-        segment rescanned; damage up to the end of the active segment is cut."""
-        with self.lock:
-            if pos is not None and self._damage_at(pos) is not None:
-                return
-            header = None
-            if pos is not None:
-                head = self.log_file.pread(pos, BATCH_HEADER_SIZE)
-                if len(head) == BATCH_HEADER_SIZE:
-                    header = BatchHeader.parse(head)
-            base = self.base_offset
-            if header is None or not plausible(header, pos, self.size, base, base):
-                self._rescan(how)
-                return
-            intact = find_intact(self.log_file, pos, self.size, base, base)
-            if intact is None and self.active:
-                self._cut(pos, how)
-            else:
-                self._quarantine(pos, self.size if intact is None else intact, how)
-
-    def _rescan(self, how: str) -> None:
-        log.error("%s: batch headers do not hold up (%s): checking every batch",
-                  self.path(files.LOG_SUFFIX), how)
-        cut = self.recover(validate=True, truncate_tail=self.active)
-        if cut:
-            self.cuts += 1
-            log.error("%s: cut %d damaged bytes off its end; it now ends at offset %d",
-                      self.path(files.LOG_SUFFIX), cut, self.next_offset)
-
-    def _cut(self, pos: int, how: str) -> None:
-        size = self.size
-        self.log_file.truncate(pos)
-        self.rebuild_indexes()
-        self.cuts += 1
-        log.error("%s: damaged batch at position %d (%s), nothing intact after it: cut %d "
-                  "bytes off its end; it now ends at offset %d",
-                  self.path(files.LOG_SUFFIX), pos, how, size - pos, self.next_offset)
-
-    def _quarantine(self, pos: int, end: int, how: str) -> None:
-        self.damaged = sorted([*self.damaged, Damage(pos, end)])
-        self.damage_found += 1
-        log.error("%s: damaged batch data at bytes %d-%d (%s): quarantined, readers skip "
-                  "to the next intact batch", self.path(files.LOG_SUFFIX), pos, end, how)
-
-    def scrub(self, budget: int) -> int:
-        """CRC-check about `budget` bytes of batches not checked since open,
-        from `verified_to` on. Returns the bytes covered; 0 when none are left.
-        The caller holds the log's lock."""
-        pos = self.verified_to
-        if pos >= self.unverified_end:
-            return 0
-        if self.damaged and (d := self._damage_at(pos)) is not None:
-            self.verified_to = d.end
-            return d.end - pos
-        limit = self._next_damage(pos) if self.damaged else self.size
-        data = self.log_file.pread(pos, min(max(budget, BATCH_HEADER_SIZE),
-                                            min(limit, self.unverified_end) - pos))
-        end, bad = self._check_batches(data, pos, limit)
-        if bad is None and end == 0 and len(data) >= BATCH_HEADER_SIZE:  # one large batch
-            data = self.log_file.pread(pos, BatchHeader.parse(data).size)
-            end, bad = self._check_batches(data, pos, limit)
-        if bad is not None:
-            self._found_damage(bad, "found by the scrub")
-        elif end == 0:
-            self._found_damage(pos, "found by the scrub")
-        return max(end, 1)
 
     # -- whole-segment iteration --------------------------------------------
 
@@ -509,16 +453,35 @@ class Segment:
             return None
         size = self.size
         while pos < size:
-            header = BatchHeader.parse(self.log_file.pread(pos, BATCH_HEADER_SIZE))
+            if self.damaged and (d := self._damage_at(pos)) is not None:
+                pos = d.end
+                continue
+            header = self._intact_header(pos, "found by a time lookup")
+            if header is None:
+                if self._damage_at(pos) is None:
+                    return None
+                continue
             if header.max_timestamp >= timestamp:
-                raw = self.log_file.pread(pos, header.size)
                 if header.timestamp_type == 1:  # LogAppendTime: one time for all
                     return header.base_offset, header.max_timestamp
-                for record in batch_records(raw):
-                    if record.timestamp >= timestamp:
-                        return record.offset, record.timestamp
+                found = self.offset_in_batch(self.log_file.pread(pos, header.size), timestamp)
+                if found:
+                    return found
             pos += header.size
         return None
+
+    def offset_in_batch(self, raw, timestamp: int) -> tuple[int, int] | None:
+        """(offset, timestamp) of the first record at or after `timestamp`
+        in one batch. One whose records cannot be read (damaged, or over
+        the decompression limit) answers with its first offset: a reader
+        then starts at that batch, which is never after the one it wants."""
+        try:
+            return offset_for_timestamp(raw, 0, timestamp)
+        except InvalidRecordError as e:
+            header = BatchHeader.parse(raw)
+            log.warning("%s: batch at offset %d: %s; answering with its base offset",
+                        self.path(files.LOG_SUFFIX), header.base_offset, e)
+            return header.base_offset, header.max_timestamp
 
     # -- truncation and lifecycle -------------------------------------------
 

@@ -83,3 +83,49 @@ def test_a_full_disk_refuses_produce_then_recovers_when_space_is_freed(small_dis
     again = PartitionLog(DiskMedium(str(small_disk)), "t-0", config, recovery_point=0)
     assert {r.offset: r.value for r in read_all(again)} == acked
     again.close()
+
+
+def test_a_broker_on_a_full_disk_refuses_produce_then_takes_it_again(small_disk):
+    """The same through a real broker and client: KAFKA_STORAGE_ERROR while
+    full, accepted again once space is freed, no restart."""
+    from confluent_kafka import KafkaError, Producer
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    from strom.embedded import EmbeddedBroker
+    from tests.integration import clients
+
+    with EmbeddedBroker(data_dir=str(small_disk / "data"), storage="disk") as broker:
+        bs = broker.bootstrap_servers
+        admin = AdminClient({"bootstrap.servers": bs})
+        admin.create_topics([NewTopic("full", 1, 1)])["full"].result(10)
+        acked, refused = {}, []
+
+        def on_delivery(err, msg):
+            if err is None:
+                acked[msg.offset()] = msg.value()
+            else:
+                refused.append(err.code())
+
+        p = Producer({"bootstrap.servers": bs, "acks": "all", "linger.ms": 0, "retries": 0,
+                      "message.timeout.ms": 5000})
+
+        def produce(i):
+            p.produce("full", value=b"value-%05d-" % i + b"z" * 3000, partition=0,
+                      on_delivery=on_delivery)
+            p.flush(10)
+
+        for i in range(20):
+            produce(i)
+        assert len(acked) == 20
+        _fill_up(small_disk / "filler")
+        for i in range(20, 60):
+            produce(i)
+        assert refused and set(refused) == {KafkaError.KAFKA_STORAGE_ERROR}, refused
+        os.remove(small_disk / "filler")
+        before = len(acked)
+        for i in range(60, 70):
+            produce(i)
+        assert len(acked) == before + 10, "produce is taken again once there is space"
+        got = clients.consume_confluent(bs, "full", max(acked) + 1)
+        stored = {offset: value for offset, _, value, _ in got}
+        assert all(stored.get(o) == v for o, v in acked.items())

@@ -8,10 +8,24 @@ import os
 import struct
 import time
 
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewPartitions, NewTopic
+import pytest
+from confluent_kafka import (
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Producer,
+    TopicCollection,
+    TopicPartition,
+)
+from confluent_kafka.admin import (
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    NewPartitions,
+    NewTopic,
+)
 
-from strom.coordinator import records as rec
 from strom.records import Record, build_batch
 from strom.records.batch import BATCH_HEADER_SIZE, crc32c, iter_batches
 
@@ -78,6 +92,10 @@ def test_internal_topics_cannot_be_created_by_clients(broker):
     # internal topics are a fixed list).
     admin.create_topics([NewTopic("__mine", 1, 1)])["__mine"].result(10)
     assert _produce_error(broker.bootstrap_servers, "__mine") is None
+    _commit(broker.bootstrap_servers, "g", "__mine", 1)  # creates __consumer_offsets
+    described = admin.describe_topics(TopicCollection(["__mine", OFFSETS]))
+    assert not described["__mine"].result(10).is_internal
+    assert described[OFFSETS].result(10).is_internal
 
 
 def _record(key: dict, value) -> Record:
@@ -103,7 +121,8 @@ def test_damaged_offsets_topic_is_skipped_at_start(broker_process):
     assert first.stop() == 0
 
     [segment] = sorted(glob.glob(os.path.join(first.data_dir, f"{OFFSETS}-0", "*.log")))[-1:]
-    data = open(segment, "rb").read()
+    with open(segment, "rb") as f:
+        data = f.read()
     end = max(h.next_offset for _, h in iter_batches(data))
     offset_key = {"type": "offset", "group": "other", "topic": "t", "partition": 0}
     good_value = {"offset": 99, "leader_epoch": -1, "metadata": "",
@@ -122,6 +141,12 @@ def test_damaged_offsets_topic_is_skipped_at_start(broker_process):
     end += len(garbage)
     batches += _undecodable_batch(end)
     end += 3
+    # A batch whose CRC no longer matches (a flipped bit on disk).
+    flipped = bytearray(build_batch([_record({**offset_key, "group": "flipped"}, good_value)],
+                                    base_offset=end))
+    flipped[-3] ^= 0x01
+    batches += flipped
+    end += 1
     # Good records after the damage still load: "other" ends at 99.
     batches += build_batch([_record(offset_key, good_value)], base_offset=end)
     with open(segment, "ab") as f:
@@ -132,7 +157,55 @@ def test_damaged_offsets_topic_is_skipped_at_start(broker_process):
     skipped = [line for line in second.output if "skipped" in line]
     assert skipped, output
     assert len(skipped) <= 8, output  # a summary per kind, not a line per record
-    assert sum(int(line.split("skipped ")[1].split()[0]) for line in skipped) == 8 + 3, output
+    # 8 records, 3 in the batch that does not decode; the flipped batch is
+    # skipped here or never served by storage (which logs it itself).
+    assert sum(int(line.split("skipped ")[1].split()[0]) for line in skipped) in (11, 12), output
+    assert _committed(second.bootstrap_servers, "flipped", "t") < 0
     assert _committed(second.bootstrap_servers, "good", "t") == 42
     assert _committed(second.bootstrap_servers, "other", "t") == 99
+    assert second.stop() == 0
+
+
+def test_a_commit_the_offsets_topic_cannot_store_gets_an_error_not_a_closed_connection(broker):
+    # Kafka lets an admin alter __consumer_offsets' configs; one that makes
+    # the coordinator's own writes fail must cost the commit, not the broker.
+    bs = broker.bootstrap_servers
+    admin = AdminClient({"bootstrap.servers": bs})
+    admin.create_topics([NewTopic("t", 1, 1)])["t"].result(10)
+    _commit(bs, "g", "t", 5)
+    def alter(op, value=None):
+        entry = ConfigEntry("max.message.bytes", value, incremental_operation=op)
+        resource = ConfigResource("topic", OFFSETS, incremental_configs=[entry])
+        admin.incremental_alter_configs([resource])[resource].result(10)
+
+    alter(AlterConfigOpType.SET, "80")
+    c = Consumer({"bootstrap.servers": bs, "group.id": "g", "enable.auto.commit": False})
+    try:
+        with pytest.raises(KafkaException) as e:
+            c.commit(offsets=[TopicPartition("t", 0, 6)], asynchronous=False)
+        assert e.value.args[0].code() == KafkaError.UNKNOWN
+    finally:
+        c.close()
+    alter(AlterConfigOpType.DELETE)
+    _commit(bs, "g", "t", 7)
+    assert _committed(bs, "g", "t") == 7
+
+
+def test_the_offsets_topic_is_compacted_again_after_its_registry_entry_is_lost(broker_process):
+    """A topics.json lost to damage is rebuilt from the directories with
+    configs that delete nothing; the coordinator puts its topic's back."""
+    first = broker_process().start()
+    bs = first.bootstrap_servers
+    admin = AdminClient({"bootstrap.servers": bs})
+    admin.create_topics([NewTopic("t", 1, 1)])["t"].result(10)
+    _commit(bs, "g", "t", 42)
+    assert first.stop() == 0
+    os.remove(os.path.join(first.data_dir, "topics.json"))
+
+    second = broker_process().start()
+    admin = AdminClient({"bootstrap.servers": second.bootstrap_servers})
+    resource = ConfigResource(ConfigResource.Type.TOPIC, OFFSETS)
+    configs = admin.describe_configs([resource])[resource].result(10)
+    assert configs["cleanup.policy"].value == "compact"
+    assert _committed(second.bootstrap_servers, "g", "t") == 42
     assert second.stop() == 0

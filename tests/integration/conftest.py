@@ -36,6 +36,7 @@ class BrokerProcess:
     def __init__(self, data_dir, *extra):
         self.data_dir = str(data_dir)
         self.extra = extra
+        self.preexec_fn = None  # e.g. to lower RLIMIT_NOFILE in the broker process
         self.proc = None
         self.port = 0
 
@@ -44,7 +45,7 @@ class BrokerProcess:
         args = [sys.executable, "-m", "strom.cli.main", "serve", "--port", str(self.port),
                 "--data-dir", self.data_dir, *self.extra]
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     env=env, text=True)
+                                     env=env, text=True, preexec_fn=self.preexec_fn)
         deadline = time.monotonic() + 20
         self.output = []
         while time.monotonic() < deadline:

@@ -362,6 +362,33 @@ def test_kip848_eleventh_member_gets_partitions_from_ten(tmp_path):
     assert took < 5.0, f"{took:.1f} s: more than a few 250 ms heartbeats"
 
 
+def test_kip848_static_member_restart_moves_no_partition(tmp_path):
+    with EmbeddedBroker(data_dir=str(tmp_path / "data"), storage="disk",
+                        **{"group.consumer.heartbeat.interval.ms": 250}) as broker:
+        bs = broker.bootstrap_servers
+        create(bs, "st", 6)
+        static = [{"group.protocol": "consumer", "group.instance.id": f"i{i}"} for i in range(3)]
+        members = [Member(bs, "gst", "st", **s) for s in static]
+        group = broker.broker.groups.consumer_groups.groups
+        try:
+            wait_for(lambda: sorted(len(m.assignment) for m in members) == [2, 2, 2]
+                     and group["gst"].state == "Stable", message="three static members share six")
+            held = [set(m.assignment) for m in members]
+            members[0].stop()  # close() sends the static leave (epoch -2)
+            left_at = time.monotonic()
+            # Three heartbeats of each of the others: nobody takes its partitions.
+            wait_for(lambda: all(m.last_heartbeat > left_at + 0.75
+                                 for m in group["gst"].members.values() if m.instance_id != "i0"),
+                     message="three more heartbeats from the others")
+            assert [set(m.assignment) for m in members[1:]] == held[1:]
+            members[0] = Member(bs, "gst", "st", **static[0])  # the restart
+            wait_for(lambda: members[0].assignment, message="the restarted member holds partitions")
+            assert [set(m.assignment) for m in members] == held
+        finally:
+            for m in members:
+                m.stop()
+
+
 def _kafka_python_member(bs, group, topic, seen, stop):
     from kafka import KafkaConsumer
 

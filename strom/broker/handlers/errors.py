@@ -3,12 +3,13 @@
 from kio.schema.errors import ErrorCode
 
 from strom.protocol.errors import KafkaError
-from strom.records.errors import CorruptRecordError, InvalidRecordError
+from strom.records.errors import CorruptRecordError, DecompressionLimitError, InvalidRecordError
 from strom.storage import errors as storage
 from strom.storage import producer_state
 
 _CODES = [
     (CorruptRecordError, ErrorCode.corrupt_message),
+    (DecompressionLimitError, ErrorCode.message_too_large),
     (InvalidRecordError, ErrorCode.invalid_record),
     (storage.OffsetOutOfRangeError, ErrorCode.offset_out_of_range),
     (storage.RecordTooLargeError, ErrorCode.message_too_large),

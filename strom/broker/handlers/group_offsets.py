@@ -19,7 +19,7 @@ async def handle_offset_commit(ctx, request):
     coordinator = ctx.broker.groups
     error = coordinator.check_commit(request.group_id, request.generation_id_or_member_epoch,
                                      request.member_id, getattr(request, "group_instance_id", None))
-    topics, to_commit = [], []
+    topics, to_commit, stored = [], [], []
     logs = ctx.broker.logs
     for t in request.topics:
         topic, name = _resolve(logs, t)
@@ -31,14 +31,18 @@ async def handle_offset_commit(ctx, request):
                         else ErrorCode.unknown_topic_or_partition)
             if not code and p.committed_metadata and len(p.committed_metadata) > METADATA_MAX_BYTES:
                 code = ErrorCode.offset_metadata_too_large
+            entry = {"partition_index": p.partition_index, "error_code": code}
             if not code:
                 to_commit.append((name, p.partition_index, p.committed_offset,
                                   getattr(p, "committed_leader_epoch", -1), p.committed_metadata))
-            parts.append({"partition_index": p.partition_index, "error_code": code})
+                stored.append(entry)
+            parts.append(entry)
         topics.append({"name": name or "", "topic_id": getattr(t, "topic_id", None),
                        "partitions": parts})
     if to_commit:
-        await coordinator.commit(request.group_id, to_commit)
+        error = await coordinator.commit(request.group_id, to_commit)
+        for entry in stored:
+            entry["error_code"] = error
     return ctx.respond({"throttle_time": 0, "topics": topics})
 
 

@@ -10,6 +10,7 @@ from kio.schema.errors import ErrorCode
 
 from strom.broker.handlers.errors import error_code
 from strom.broker.router import api
+from strom.coordinator import is_internal_topic
 from strom.storage import StorageError, UnknownTopicError, validate_topic_name
 
 _UNKNOWN_OPERATIONS = -(2**31)
@@ -27,7 +28,7 @@ def partitions_info(broker, topic) -> list[dict]:
 def topic_info(broker, topic) -> dict:
     return {
         "error_code": 0, "name": topic.name, "topic_id": topic.topic_id,
-        "is_internal": topic.is_internal, "partitions": partitions_info(broker, topic),
+        "is_internal": is_internal_topic(topic.name), "partitions": partitions_info(broker, topic),
         "topic_authorized_operations": _UNKNOWN_OPERATIONS,
     }
 

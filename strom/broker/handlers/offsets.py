@@ -4,7 +4,8 @@ Timestamps in ListOffsets: -1 latest (high watermark), -2 earliest
 (log start), -3 the record with the largest timestamp (v7+), -4 earliest
 local (= earliest: no tiered storage), -5 latest tiered (= latest);
 otherwise the first record at or after the timestamp, or offset -1 when
-there is none. Leader epoch is always 0 on a single node.
+there is none. Leader epoch is always 0 on a single node. DeleteRecords
+of an internal topic is INVALID_TOPIC_EXCEPTION, as in Kafka.
 """
 
 from kio.schema.errors import ErrorCode

@@ -4,7 +4,9 @@ Batches are validated and stored byte for byte (only base_offset, and for
 LogAppendTime max_timestamp, change). acks=0 gets no response, acks=1 is
 answered after the write, acks=all (-1) after the group-commit fsync that
 covers the append. An idempotent retry of a batch already in the log is
-answered with the original offsets and not written twice.
+answered with the original offsets and not written twice. Internal topics
+(`__consumer_offsets`) are written by the broker only: a client's produce
+to one is INVALID_TOPIC_EXCEPTION, as in Kafka.
 """
 
 import logging
@@ -50,7 +52,7 @@ def handle_produce(ctx, request):
             if is_internal_topic(name):  # as Kafka: only the broker writes them
                 entry["error_code"] = ErrorCode.invalid_topic_exception
                 entry["error_message"] = f"Cannot append to internal topic {name}"
-                log.warning("produce to %s-%d from %s refused: internal topic",
+                log.warning("produce to %s-%d from %r refused: internal topic",
                             name, part.index, ctx.header.client_id)
                 continue
             plog = topic.logs[part.index]

@@ -146,9 +146,8 @@ def test_cleaned_segments_are_merged_not_left_empty(medium_factory):
     plog.roll()
     segments = len(plog.segments)
     assert segments > 30
-    for _ in range(3):
-        cleaner.clean(plog, NOW)
-    assert len(plog.segments) <= 3, plog.bases
+    cleaner.clean(plog, NOW)
+    assert len(plog.segments) == 2, plog.bases  # one pass: the cleaned one and the active one
     assert not [s for s in plog.segments[:-1] if s.is_empty]
     values = {r.key: r.value for r in read_all(plog)}
     assert values == {b"k0": b"298" + b"x" * 40, b"k1": b"299" + b"x" * 40}
