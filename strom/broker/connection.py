@@ -62,7 +62,8 @@ class Connection(asyncio.Protocol):
         self.peer = "?"
         self.closed = self.loop.create_future()  # set by connection_lost
         self._buf = bytearray()
-        # (header, flexible, response or future) per request, in order
+        # (header, flexible, response or future, request bytes held) per
+        # request, in order
         self._pending: deque = deque()
         self._closing = False  # no more requests: answer what was read, then close
         self._read_paused = False
@@ -124,6 +125,10 @@ class Connection(asyncio.Protocol):
                     if size < 0 or size > max_size:
                         raise MalformedFrameError(f"request size {size} is outside "
                                                   f"0..{max_size} (socket.request.max.bytes)")
+                    if self._held and self._held + size + 4 > self._budget.limit // 4:
+                        # one connection holds at most a quarter of the budget
+                        stalled = waits_for_answers = True
+                        break
                     if not self._budget.try_take(size + 4):
                         stalled = True
                         if not self._waiting_budget:
@@ -131,11 +136,6 @@ class Connection(asyncio.Protocol):
                             self._budget.wait(self._budget_given)
                         break
                     self._reserved = size + 4
-                    if self._held and self._held + size + 4 > self._budget.limit // 4:
-                        # one connection holds at most a quarter of the budget
-                        self._release_reserved()
-                        stalled = waits_for_answers = True
-                        break
                 if end - pos - 4 < size:
                     break  # keep reading: its bytes are reserved
                 if size >= 2 and _API_KEY.unpack_from(buf, pos + 4)[0] == _FETCH and pending:
