@@ -15,6 +15,8 @@ Flow control and memory: a connection holds at most
   grants it (broker/budget.py): a frame's size is taken from the budget
   when its length is read, before its body arrives, and given back when
   it is answered; a frame that does not fit waits, with reading paused;
+  one connection holds at most a quarter of the budget, so a client
+  whose requests park (JoinGroup, acks=all) cannot take it all;
 - one transport write buffer's worth of responses: no request is
   dispatched while the write buffer is over its high mark (the client is
   not reading), and a Fetch, whose response may be tens of MB, is
@@ -60,7 +62,8 @@ class Connection(asyncio.Protocol):
         self.peer = "?"
         self.closed = self.loop.create_future()  # set by connection_lost
         self._buf = bytearray()
-        # (header, flexible, response or future) per request, in order
+        # (header, flexible, response or future, request bytes held) per
+        # request, in order
         self._pending: deque = deque()
         self._closing = False  # no more requests: answer what was read, then close
         self._read_paused = False
@@ -97,19 +100,20 @@ class Connection(asyncio.Protocol):
         (the rest waits there, and reading pauses), then write what is
         ready."""
         while self._cut_frames():
-            self._write_ready()  # a Fetch waits for the responses before it
-            if self._pending or self._closing or self.transport.is_closing():
-                return
+            before = len(self._pending)
+            self._write_ready()  # what is answered already may make room
+            if len(self._pending) == before or self._closing or self.transport.is_closing():
+                return  # the rest waits for a response (_on_done)
         self._write_ready()
 
     def _cut_frames(self) -> bool:
-        """Dispatch what the limits allow; True when a Fetch waits only for
-        the responses before it to be written."""
+        """Dispatch what the limits allow; True when the next frame waits
+        for requests before it to be answered."""
         buf = self._buf
         pos, end = 0, len(buf)
         max_size = self.broker.config.socket_request_max_bytes
         pending = self._pending
-        stalled = fetch_waits = False
+        stalled = waits_for_answers = False
         view = memoryview(buf)  # released before the buffer is trimmed
         try:
             while end - pos >= 4 and not self._closing:
@@ -121,6 +125,10 @@ class Connection(asyncio.Protocol):
                     if size < 0 or size > max_size:
                         raise MalformedFrameError(f"request size {size} is outside "
                                                   f"0..{max_size} (socket.request.max.bytes)")
+                    if self._held and self._held + size + 4 > self._budget.limit // 4:
+                        # one connection holds at most a quarter of the budget
+                        stalled = waits_for_answers = True
+                        break
                     if not self._budget.try_take(size + 4):
                         stalled = True
                         if not self._waiting_budget:
@@ -131,8 +139,8 @@ class Connection(asyncio.Protocol):
                 if end - pos - 4 < size:
                     break  # keep reading: its bytes are reserved
                 if size >= 2 and _API_KEY.unpack_from(buf, pos + 4)[0] == _FETCH and pending:
-                    stalled = fetch_waits = True  # its response may be large: first
-                    break                         # write those before it
+                    stalled = waits_for_answers = True  # its response may be large:
+                    break                                # first write those before it
                 frame = view[pos + 4 : pos + 4 + size].tobytes()
                 pos += 4 + size
                 self._dispatch(frame)  # _pending holds the reservation now
@@ -147,7 +155,7 @@ class Connection(asyncio.Protocol):
             view.release()
         del buf[:pos]
         self._stalled = stalled
-        return fetch_waits
+        return waits_for_answers
 
     def _budget_given(self) -> None:
         self.loop.call_soon(self._retry_budget)  # not inside another connection's write

@@ -117,3 +117,24 @@ def test_a_client_that_never_reads_is_disconnected(broker_process, monkeypatch):
     wait_for(closed, timeout=15, message="the broker to drop the non-reading client")
     canary(proc)
     s.close()
+
+
+def test_one_connection_holds_at_most_a_quarter_of_the_budget(broker_process, monkeypatch):
+    """Requests that park (a JoinGroup waits for the rebalance) hold their
+    bytes; one client pipelining many cannot take the whole budget."""
+    join = encode(build(request_class(11, 3), {
+        "group_id": "parked", "session_timeout": 30_000, "rebalance_timeout": 30_000,
+        "member_id": "", "protocol_type": "consumer",
+        "protocols": [{"name": "range", "metadata": bytes(900_000)}]}))
+    joins = [frame(11, 3, join, i) for i in range(12)]
+    # eight of them fill the budget exactly: nothing else would fit
+    monkeypatch.setenv("STROM_QUEUED_MAX_REQUEST_BYTES", str(8 * len(joins[0])))
+    proc = broker_process().start()
+    # the first member joins and is answered; the next ones wait for a rebalance
+    hog = socket.create_connection(("127.0.0.1", proc.port), timeout=3)
+    try:
+        hog.sendall(b"".join(joins))  # ~11 MB
+    except socket.timeout:
+        pass  # the broker stopped reading it: what this test wants
+    canary(proc)  # small requests of other clients still get in
+    hog.close()
