@@ -44,6 +44,7 @@ from kio.serial._introspect import (
 )
 
 from strom.protocol.framing import MalformedFrameError
+from strom.protocol.framing import read_uvarint as _uvarint  # bounded by `end`
 
 MAX_ARRAY_ELEMENTS = 1_000_000  # per array, as Kafka 4.4
 MAX_TAGGED_FIELDS = 10_000  # per struct, as Kafka 4.4
@@ -82,22 +83,6 @@ def _request_checker(api_key: int, version: int):
 
 
 # -- primitive readers over [pos, end) ------------------------------------------------
-
-
-def _uvarint(buf, pos: int, end: int) -> tuple[int, int]:
-    shift = value = 0
-    while True:
-        if pos >= end:
-            raise MalformedFrameError("truncated varint")
-        b = buf[pos]
-        pos += 1
-        value |= (b & 0x7F) << shift
-        if not b & 0x80:
-            return value, pos
-        shift += 7
-        if shift > 28:
-            raise MalformedFrameError("varint longer than 5 bytes")
-
 
 _I16 = struct.Struct(">h").unpack_from
 _I32 = struct.Struct(">i").unpack_from

@@ -57,10 +57,13 @@ def parse_request_header(frame, flexible_for) -> RequestHeader:
     return RequestHeader(api_key, api_version, correlation_id, client_id, pos, flexible)
 
 
-def read_uvarint(buf, pos: int) -> tuple[int, int]:
+def read_uvarint(buf, pos: int, end: int | None = None) -> tuple[int, int]:
+    """An unsigned varint of at most 5 bytes in buf[pos:end]: (value, next position)."""
+    if end is None:
+        end = len(buf)
     shift = value = 0
     while True:
-        if pos >= len(buf):
+        if pos >= end:
             raise MalformedFrameError("truncated varint")
         b = buf[pos]
         pos += 1
@@ -69,7 +72,7 @@ def read_uvarint(buf, pos: int) -> tuple[int, int]:
             return value, pos
         shift += 7
         if shift > 28:
-            raise MalformedFrameError("varint too long")
+            raise MalformedFrameError("varint longer than 5 bytes")
 
 
 def skip_tagged_fields(buf, pos: int) -> int:
