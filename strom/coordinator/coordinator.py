@@ -32,6 +32,7 @@ from strom.coordinator.group import (
     Group,
     Member,
 )
+from strom.logsafe import printable
 from strom.protocol.errors import KafkaError, error_for
 from strom.records import Record, build_batch
 from strom.records.batch import batch_records, iter_batches, validate_batch
@@ -319,7 +320,7 @@ class GroupCoordinator:
         if (group.state == STABLE and old is not None
                 and group.protocol in {name for name, _ in protocols}):
             log.info("group %s: static member %s rejoined as %s without a rebalance",
-                     group.group_id, instance_id, new_id)
+                     printable(group.group_id), printable(instance_id), new_id)
             return {**self._join_result(group, member), "skip_assignment": was_leader}
         fut = member.join_future = asyncio.get_running_loop().create_future()
         self._prepare_rebalance(group, f"static member {instance_id} rejoined")
@@ -352,7 +353,7 @@ class GroupCoordinator:
         group.rebalance_deadline = now + timeout / 1000
         group.state = PREPARING_REBALANCE
         log.info("group %s: preparing rebalance (generation %d): %s",
-                 group.group_id, group.generation, reason)
+                 printable(group.group_id), group.generation, printable(reason))
 
     def _maybe_complete_join(self, group: Group, deadline_passed: bool = False) -> None:
         if group.state != PREPARING_REBALANCE:
@@ -363,7 +364,7 @@ class GroupCoordinator:
             return
         for m in [m for m in group.members.values() if not m.awaiting_join]:
             log.info("group %s: removing member %s, which did not rejoin in time",
-                     group.group_id, m.member_id)
+                     printable(group.group_id), printable(m.member_id))
             self._remove_member(group, m)
         group.generation += 1
         if not group.members:
@@ -376,7 +377,8 @@ class GroupCoordinator:
             group.leader = next(iter(group.members))
         group.state = COMPLETING_REBALANCE
         log.info("group %s: generation %d with %d member(s), protocol %s",
-                 group.group_id, group.generation, len(group.members), group.protocol)
+                 printable(group.group_id), group.generation, len(group.members),
+                 printable(group.protocol))
         for m in group.members.values():
             fut, m.join_future = m.join_future, None
             m.assignment = b""
@@ -426,7 +428,7 @@ class GroupCoordinator:
             try:
                 await self._append([self._group_record(group)])
             except Exception as e:
-                log.error("group %s: could not store the assignment: %s", group_id, e)
+                log.error("group %s: could not store the assignment: %s", printable(group_id), e)
             if group.state == COMPLETING_REBALANCE and group.generation == generation:
                 group.state = STABLE
                 for m in group.members.values():
@@ -463,7 +465,7 @@ class GroupCoordinator:
             if error:
                 continue
             self._remove_member(group, group.members[member_id])
-            log.info("group %s: member %s left", group_id, member_id)
+            log.info("group %s: member %s left", printable(group_id), printable(member_id))
             self._prepare_rebalance(group, f"member {member_id} left")
             self._maybe_complete_join(group)
         return results
@@ -483,7 +485,7 @@ class GroupCoordinator:
 
     def check_timeouts(self) -> None:
         for group_id, member_id, why in self.consumer_groups.expire():
-            log.info("group %s: member %s %s", group_id, member_id, why)
+            log.info("group %s: member %s %s", printable(group_id), printable(member_id), why)
         now = time.monotonic()
         for group in list(self.groups.values()):
             for member_id, deadline in list(group.pending.items()):
@@ -494,7 +496,8 @@ class GroupCoordinator:
                     continue
                 if now - m.last_heartbeat > m.session_timeout_ms / 1000:
                     log.info("group %s: member %s missed its session timeout (%d ms)",
-                             group.group_id, m.member_id, m.session_timeout_ms)
+                             printable(group.group_id), printable(m.member_id),
+                             m.session_timeout_ms)
                     self._remove_member(group, m)
                     self._prepare_rebalance(group, f"member {m.member_id} timed out")
             if group.state == PREPARING_REBALANCE:

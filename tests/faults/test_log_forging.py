@@ -34,3 +34,19 @@ def test_client_strings_are_escaped_in_the_log(broker_process):
     assert not [line for line in lines if "FORGED" in line and not line.startswith("20")
                 or line.startswith("2026-01-01")], output
     assert "\x1b" not in output
+
+
+def test_group_ids_are_escaped_without_the_serve_formatter(broker, caplog):
+    """An embedded broker logs through its host's handlers, which do not
+    escape: the coordinator's own lines must."""
+    join = encode(build(request_class(11, 3), {
+        "group_id": FORGED, "session_timeout": 10_000, "rebalance_timeout": 10_000,
+        "member_id": "", "protocol_type": "consumer",
+        "protocols": [{"name": "range", "metadata": b""}]}))
+    caplog.set_level("INFO", logger="strom")
+    with socket.create_connection(("127.0.0.1", broker.port), timeout=10) as s:
+        s.sendall(frame(11, 3, join, 1, client_id="c"))
+        read_frame(s)
+    messages = [r.getMessage() for r in caplog.records if r.name.startswith("strom.coordinator")]
+    assert any("group x\\n" in m for m in messages), messages
+    assert not [m for m in messages if "\n" in m or "\x1b" in m], messages
