@@ -40,13 +40,16 @@ from collections import deque
 from strom.broker import router
 from strom.broker.context import NO_RESPONSE, RawResponse, RequestContext
 from strom.broker.handlers.api_versions import unsupported_version_response
-from strom.logsafe import printable
+from strom.logsafe import LogLimiter, printable
 from strom.protocol import framing
 from strom.protocol.errors import KafkaError
 from strom.protocol.framing import MalformedFrameError
 from strom.protocol.schemas import encode, read_request
 
 log = logging.getLogger(__name__)
+# Refused frames and failed requests are logged once each, but no more
+# than a few a second in all: a hostile client must not fill the disk.
+_refusals = LogLimiter(log)
 
 _SIZE = struct.Struct(">i")
 _API_KEY = struct.Struct(">h")
@@ -147,7 +150,7 @@ class Connection(asyncio.Protocol):
                 self._held += self._reserved
                 self._reserved = 0
         except MalformedFrameError as e:
-            log.warning("closing connection from %s: %s", self.peer, printable(e))
+            _refusals.log(logging.WARNING, "closing connection from %s: %s", self.peer, printable(e))
             self.shutdown()
             pos = end
             self._release_reserved()
@@ -315,8 +318,8 @@ class Connection(asyncio.Protocol):
 
     def _fail(self, header, error: BaseException, out: list) -> None:
         if isinstance(error, KafkaError):
-            log.warning("request %d from %s failed: %s", header.api_key, self.peer,
-                        printable(error))
+            _refusals.log(logging.WARNING, "request %d from %s failed: %s", header.api_key,
+                          self.peer, printable(error))
         else:
             log.error("handler for api key %d failed; closing %s", header.api_key, self.peer,
                       exc_info=error)
