@@ -106,3 +106,32 @@ def test_delete_topics_of_many_partitions_keeps_serving_others(broker):
                            lambda: 0 < _partition_dirs(data_dir, "wide") < PARTITIONS)
     assert served >= 1, "no request was answered while the partitions were being removed"
     assert _partition_dirs(data_dir, "wide") == 0
+
+
+def test_delete_records_of_many_partitions_keeps_serving_others(broker):
+    from confluent_kafka import Producer, TopicPartition
+
+    data_dir = broker.broker.config.data_dir
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap_servers})
+    admin.create_topics([NewTopic("trim", PARTITIONS)], request_timeout=120,
+                        operation_timeout=120)["trim"].result(120)
+    producer = Producer({"bootstrap.servers": broker.bootstrap_servers, "linger.ms": 5})
+    for p in range(PARTITIONS):
+        producer.produce("trim", b"x", partition=p)
+    assert producer.flush(60) == 0
+
+    def checkpoints() -> int:  # each DeleteRecords of a partition writes (and fsyncs) one
+        return sum(os.path.exists(os.path.join(data_dir, f"trim-{p}", "log-start-offset"))
+                   for p in range(PARTITIONS))
+
+    assert checkpoints() == 0
+
+    def delete():
+        futures = admin.delete_records([TopicPartition("trim", p, 1) for p in range(PARTITIONS)],
+                                       request_timeout=120, operation_timeout=120)
+        for f in futures.values():
+            assert f.result(120).low_watermark == 1
+
+    served = _served_while(broker, delete, lambda: 0 < checkpoints() < PARTITIONS)
+    assert served >= 1, "no request was answered while the records were being deleted"
+    assert checkpoints() == PARTITIONS
