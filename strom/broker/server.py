@@ -34,6 +34,7 @@ class Broker:
         self.connections: set[Connection] = set()
         self.request_budget = RequestBudget(self.config.queued_max_request_bytes)
         self._stopped = asyncio.Event()
+        self._off_loop: set[asyncio.Future] = set()  # storage work on worker threads
 
     async def start(self) -> None:
         started = time.perf_counter()
@@ -76,7 +77,10 @@ class Broker:
         a topic of 2,000 partitions stopped every client for ~5 s; the
         storage layer is already shared with the flusher and maintenance
         threads, so its locks make this safe."""
-        return self.loop.run_in_executor(None, functools.partial(fn, *args, **kwargs))
+        future = self.loop.run_in_executor(None, functools.partial(fn, *args, **kwargs))
+        self._off_loop.add(future)  # stop() lets it finish before closing the logs
+        future.add_done_callback(self._off_loop.discard)
+        return future
 
     async def delete_topic(self, name: str):
         topic = await self.off_loop(self.logs.delete_topic, name)
@@ -107,6 +111,8 @@ class Broker:
         await self._server.wait_closed()
         self._server = None
         await self.groups.stop()
+        if self._off_loop:  # a creation or deletion still running on its thread
+            await asyncio.wait(list(self._off_loop))
         await asyncio.to_thread(self.logs.close)
         log.info("all logs flushed; clean shutdown")
         self._stopped.set()
