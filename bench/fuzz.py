@@ -20,6 +20,13 @@ connection's close (it was refused) ends the input; neither within 10 s
 is counted as a hang. A canary process produces a record every 20 ms and
 consumes it, measuring produce-to-consume latency throughout.
 
+A silence in the broker's log is not a stall of the broker: only refused
+inputs are logged, and inputs the broker rightly holds (a Fetch
+long-polling its max_wait_ms, a JoinGroup awaiting its rebalance, a
+partial frame until the broker gives up on it) can hold all the workers at
+once. The canary, on connections of its own, measures the broker; the
+report's slow_inputs tells what held the workers.
+
 Reported: inputs sent, broker crashes (process exits; the broker is
 restarted to go on), "Traceback" lines in the broker's log (with the
 distinct errors), hangs, RSS at start, peak and end, and the canary's
@@ -49,6 +56,7 @@ PROBE_ID = 0x7FFFFF00
 MB = 1 << 20
 BIG_TOPIC = "fuzz-big"
 CANARY_TOPIC = "fuzz-canary"
+SLOW_INPUT_S = 0.25
 
 
 # -- the broker ---------------------------------------------------------------------------
@@ -165,6 +173,7 @@ class Wire:
         self.port = port
         self.sock = None
         self.stats = Counter()
+        self.slow = {}  # kind -> (inputs, seconds) of inputs slower than SLOW_INPUT_S
 
     def _connect(self):
         for attempt in range(200):  # the broker may be restarting after a crash
@@ -182,6 +191,7 @@ class Wire:
             self.sock = None
 
     def send(self, data: bytes, probe: bool = True):
+        started = time.monotonic()
         if self.sock is None:
             self._connect()
         try:
@@ -194,6 +204,12 @@ class Wire:
         except OSError:
             outcome = "closed"
         self.stats[outcome] += 1
+        waited = time.monotonic() - started
+        if waited > SLOW_INPUT_S:  # see slow_inputs in the report
+            key, version = struct.unpack_from(">hh", data, 4) if len(data) >= 8 else (-1, -1)
+            kind = f"api {key} v{version} {outcome}" if 0 <= key < 100 else f"unframed {outcome}"
+            n, secs = self.slow.get(kind, (0, 0.0))
+            self.slow[kind] = (n + 1, secs + waited)
         if outcome != "answered":
             self.close()
 
@@ -326,7 +342,7 @@ def worker(port: int, seed: int, count: int, deadline: float, ids, ready, progre
                 break
     progress.put(sent % 200)
     wire.close()
-    results.put(dict(wire.stats))
+    results.put({**wire.stats, "slow_inputs": wire.slow})
 
 
 # -- the abuser: bombs, slow and non-reading clients, partial frames -------------------------
@@ -531,9 +547,14 @@ def run(inputs: int, seed: int, workers: int = 2, verbose: bool = True,
         stop.set()
         outcomes = Counter()
         events = []
+        slow: dict[str, list] = {}
         for _ in range(workers + 1):
             r = results.get(timeout=60)
             events = r.pop("events", events)
+            for kind, (n, secs) in r.pop("slow_inputs", {}).items():
+                entry = slow.setdefault(kind, [0, 0.0])
+                entry[0] += n
+                entry[1] += secs
             outcomes.update(r)
         latency = canary_q.get(timeout=60)
         for p in (*procs, canary_p, abuse_p):
@@ -569,6 +590,10 @@ def run(inputs: int, seed: int, workers: int = 2, verbose: bool = True,
                 (ms, next((f"{e} {at - t:+.2f}s" for t, e in reversed(events) if t <= at + 0.5),
                           "-"))
                 for at, ms in sorted(latency["slow"], key=lambda x: -x[1])[:8]],
+            # inputs the broker legitimately held (long-poll Fetch, JoinGroup
+            # awaiting its rebalance, partial frames): (count, seconds) by kind
+            "slow_inputs": {k: (n, round(secs, 1)) for k, (n, secs) in
+                            sorted(slow.items(), key=lambda kv: -kv[1][1])[:10]},
             "broker_log": broker.log_path,
         }
         return report

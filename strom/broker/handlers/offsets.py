@@ -81,6 +81,7 @@ def handle_offset_for_leader_epoch(ctx, request):
 @api(21)
 def handle_delete_records(ctx, request):
     topics = []
+    work = []  # (entry, plog, offset): done off the event loop
     for t in request.topics:
         parts = []
         for p in t.partitions:
@@ -93,10 +94,25 @@ def handle_delete_records(ctx, request):
             if is_internal_topic(t.name):  # as Kafka: committed offsets are not the client's to drop
                 entry["error_code"] = ErrorCode.invalid_topic_exception
                 continue
-            offset = plog.high_watermark if p.offset == -1 else p.offset
-            try:
-                entry["low_watermark"] = plog.delete_records_before(offset)
-            except StorageError as e:
-                entry["error_code"] = error_code(e)
+            work.append((entry, plog, plog.high_watermark if p.offset == -1 else p.offset))
         topics.append({"name": t.name, "partitions": parts})
-    return ctx.respond({"throttle_time": 0, "topics": topics})
+    response = {"throttle_time": 0, "topics": topics}
+    if not work:
+        return ctx.respond(response)
+    return _delete_records(ctx, work, response)
+
+
+async def _delete_records(ctx, work, response):
+    await ctx.broker.off_loop(_delete_records_before, work)
+    return ctx.respond(response)
+
+
+def _delete_records_before(work) -> None:
+    """On a worker thread: each partition may fsync its log, write its
+    log-start-offset checkpoint and delete segments, which on the loop
+    would hold up every other client's requests."""
+    for entry, plog, offset in work:
+        try:
+            entry["low_watermark"] = plog.delete_records_before(offset)
+        except StorageError as e:
+            entry["error_code"] = error_code(e)

@@ -6,6 +6,10 @@ Internal topics (`__consumer_offsets`, ...) belong to the broker: a client
 may not create, delete or grow one. Kafka refuses creating its metadata
 topic the same way; it lets an admin delete `__consumer_offsets`, which
 would leave Strom's group coordinator writing to a deleted log.
+
+The storage work (a directory and fsyncs per partition, topics.json) runs
+off the event loop (`broker.off_loop`): a topic may have thousands of
+partitions, and other clients' requests must go on being served meanwhile.
 """
 
 from kio.schema.errors import ErrorCode
@@ -18,7 +22,7 @@ from strom.storage import StorageError, UnknownTopicError
 
 
 @api(19, min_version=2)
-def handle_create_topics(ctx, request):
+async def handle_create_topics(ctx, request):
     broker = ctx.broker
     results = []
     for t in request.topics:
@@ -40,8 +44,8 @@ def handle_create_topics(ctx, request):
                              error_message="Replication factor must be 1: this cluster has one broker.")
                 continue
             configs = {c.name: c.value for c in t.configs}
-            topic = broker.create_topic(t.name, partitions, configs,
-                                        validate_only=request.validate_only)
+            topic = await broker.off_loop(broker.create_topic, t.name, partitions, configs,
+                                          validate_only=request.validate_only)
         except StorageError as e:
             entry.update(error_code=error_code(e), error_message=str(e))
             continue
@@ -55,7 +59,7 @@ def handle_create_topics(ctx, request):
 
 
 @api(20, min_version=1)
-def handle_delete_topics(ctx, request):
+async def handle_delete_topics(ctx, request):
     logs = ctx.broker.logs
     if ctx.version >= 6:
         wanted = [(t.name, t.topic_id) for t in request.topics]
@@ -73,7 +77,7 @@ def handle_delete_topics(ctx, request):
                 entry.update(error_code=ErrorCode.invalid_topic_exception,
                              error_message=f"Cannot delete internal topic {name}")
                 continue
-            topic = ctx.broker.delete_topic(name)
+            topic = await ctx.broker.delete_topic(name)
             entry["topic_id"] = topic.topic_id
         except UnknownTopicError as e:
             code = ErrorCode.unknown_topic_id if name is None else ErrorCode.unknown_topic_or_partition
@@ -84,7 +88,7 @@ def handle_delete_topics(ctx, request):
 
 
 @api(37)
-def handle_create_partitions(ctx, request):
+async def handle_create_partitions(ctx, request):
     results = []
     for t in request.topics:
         entry = {"name": t.name, "error_code": 0, "error_message": None}
@@ -94,7 +98,8 @@ def handle_create_partitions(ctx, request):
                          error_message=f"Cannot add partitions to internal topic {t.name}")
             continue
         try:
-            ctx.broker.logs.create_partitions(t.name, t.count, validate_only=request.validate_only)
+            await ctx.broker.off_loop(ctx.broker.logs.create_partitions, t.name, t.count,
+                                      validate_only=request.validate_only)
         except StorageError as e:
             entry.update(error_code=error_code(e), error_message=str(e))
     return ctx.respond({"throttle_time": 0, "results": results})
