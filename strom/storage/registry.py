@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from strom.storage import checkpoint, files
 from strom.storage.config import validate_overrides
 from strom.storage.errors import StorageError
+from strom.storage.limits import MAX_PARTITIONS
 
 log = logging.getLogger(__name__)
 
@@ -197,6 +198,17 @@ def load_topics(medium, found: DirScan, validate_name) -> tuple[dict[str, TopicE
             del entries[name]
             changed = True
     for name, parts in sorted(found.partitions.items()):
+        # A directory name is as untrusted as a file: `t-99999999` must not
+        # make a topic of a hundred million partitions. Such directories are
+        # left on disk, untouched.
+        beyond = sorted(p for p in parts if p >= MAX_PARTITIONS)
+        if beyond:
+            log.error("ignoring the directories of partitions %s of topic %s: a topic has at "
+                      "most %d partitions (left on disk, not deleted)",
+                      beyond[:5], name, MAX_PARTITIONS)
+            parts = [p for p in parts if p < MAX_PARTITIONS]
+            if not parts:
+                continue
         count = max(parts) + 1
         entry = entries.get(name)
         if entry is None:

@@ -78,6 +78,19 @@ def test_fewer_partitions_in_topics_json_than_directories(tmp_path):
     mgr.close()
 
 
+def test_a_partition_directory_past_the_partition_limit_is_left_alone(tmp_path, caplog):
+    fill(tmp_path)
+    stray = tmp_path / "keep-99999999"
+    stray.mkdir()
+    (stray / "00000000000000000000.log").write_bytes(b"")
+    os.remove(tmp_path / "topics.json")
+    mgr = LogManager(str(tmp_path))
+    assert mgr.get_topic("keep").partitions == 3
+    assert values(mgr) == EXPECTED
+    mgr.close()
+    assert stray.exists() and "ignoring the directories of partitions [99999999]" in caplog.text
+
+
 def test_legacy_topics_json_with_a_low_partition_count_is_raised(tmp_path):
     fill(tmp_path)
     doc = json.loads((tmp_path / "topics.json").read_bytes())["data"]
