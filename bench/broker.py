@@ -18,12 +18,21 @@ import tempfile
 import time
 
 
-def rss_mb(pid: int) -> float:
+def status_kb(pid: int, field: str = "VmRSS") -> int:
+    """A /proc/<pid>/status memory field (VmRSS: resident now, VmHWM: its
+    peak) in KiB. Raises OSError when the process is gone."""
     with open(f"/proc/{pid}/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise OSError(f"no {field} in /proc/{pid}/status")
+
+
+def rss_mb(pid: int) -> float:
+    try:
+        return status_kb(pid) / 1024
+    except OSError:
+        return float("nan")
 
 
 def cpu_seconds(pid: int) -> float:

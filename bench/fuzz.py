@@ -50,6 +50,7 @@ from collections import Counter
 from pathlib import Path
 
 from bench import fuzz_inputs as fi
+from bench.broker import status_kb
 
 CORPUS = Path(__file__).resolve().parent.parent / "tests" / "faults" / "corpus"
 PROBE_ID = 0x7FFFFF00
@@ -103,13 +104,9 @@ class Broker:
 
     def rss(self) -> int:
         try:
-            with open(f"/proc/{self.proc.pid}/status") as f:
-                for line in f:
-                    if line.startswith("VmRSS:"):
-                        return int(line.split()[1]) * 1024
+            return status_kb(self.proc.pid) * 1024
         except OSError:
-            pass
-        return 0
+            return 0
 
     def stop(self):
         if self.proc.poll() is None:

@@ -13,6 +13,7 @@ from confluent_kafka import Producer
 from kio.schema.errors import ErrorCode
 from kio.serial import entity_reader
 
+from bench.broker import status_kb
 from strom.protocol.schemas import encode, request_class, response_class
 from tests.faults.test_bad_input import assert_still_serving, call, read_frame, request_bytes
 from tests.unit.records.helpers import bomb, fields, raw_batch, record
@@ -55,11 +56,7 @@ def test_an_absurd_last_offset_delta_does_not_move_the_high_watermark(broker):
 
 
 def _peak_rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    raise AssertionError("no VmHWM")
+    return status_kb(pid, "VmHWM") / 1024
 
 
 def test_compression_bombs_are_refused_and_memory_and_latency_stay_bounded(broker_process):

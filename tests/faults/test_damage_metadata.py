@@ -17,12 +17,13 @@ import shutil
 import time
 
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from strom.records.batch import batch_records, iter_batches, validate_batch
 from strom.storage import LogManager
 from strom.storage.producer_state import ProducerStateTable
+from tests.integration.clients import consume_to_end
 from tests.integration.conftest import BrokerProcess
 
 OLD = int(time.time() * 1000) - 30 * 86_400_000  # past the default retention.ms
@@ -165,24 +166,6 @@ def test_damaged_metadata_never_deletes_data(golden, tmp_path, stop, name, how):
     check(data, acked)  # and once more, from what the first start repaired
 
 
-def consume_all(bs, topic, partition):
-    c = Consumer({"bootstrap.servers": bs, "group.id": "damage", "enable.auto.commit": False,
-                  "enable.partition.eof": True, "auto.offset.reset": "earliest"})
-    c.assign([TopicPartition(topic, partition, 0)])
-    out = {}
-    try:
-        while True:
-            msg = c.poll(10)
-            assert msg is not None, "no end of partition in 10 s"
-            if msg.error():
-                if msg.error().code() == -191:  # _PARTITION_EOF
-                    return out
-                raise AssertionError(msg.error())
-            out[msg.offset()] = (msg.key(), msg.value())
-    finally:
-        c.close()
-
-
 @pytest.mark.parametrize("stop, damages", [
     ("kill", [("topics.json", "deleted"), ("meta.json", "garbage")]),
     ("clean", [("topics.json", "cut"), ("keep-0/log-start-offset", "huge")]),
@@ -201,7 +184,7 @@ def test_a_real_broker_serves_everything_after_metadata_damage(golden, tmp_path,
         output = "".join(broker.output)
         assert "removing" not in output and "deleting" not in output
         for p in range(2):
-            got = consume_all(broker.bootstrap_servers, "keep", p)
+            got = {o: (k, v) for o, k, v in consume_to_end(broker.bootstrap_servers, "keep", p)}
             want = {o: r for o, r in acked[("keep", p)].items() if p or o >= DELETED_BEFORE}
             assert {o: got.get(o) for o in want} == want
     finally:

@@ -146,3 +146,25 @@ def consume_kcat(bootstrap, topic, count):
         headers = [(h[i], h[i + 1].encode()) for i in range(0, len(h), 2)]
         out.append((m["offset"], key, value, headers))
     return out
+
+
+def consume_to_end(bootstrap, topic, partition=0):
+    """Every record of a partition, from offset 0 to its end (confluent-kafka,
+    partition EOF), as [(offset, key, value)]; no end in 10 s fails."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "check", "enable.auto.commit": False,
+                  "enable.partition.eof": True, "auto.offset.reset": "earliest"})
+    c.assign([TopicPartition(topic, partition, 0)])
+    out = []
+    try:
+        while True:
+            msg = c.poll(10)
+            assert msg is not None, "no end of partition in 10 s"
+            if msg.error():
+                if msg.error().code() == -191:  # _PARTITION_EOF
+                    return out
+                raise AssertionError(msg.error())
+            out.append((msg.offset(), msg.key(), msg.value()))
+    finally:
+        c.close()

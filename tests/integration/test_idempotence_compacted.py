@@ -8,6 +8,7 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from strom.records.batch import iter_batches
+from tests.integration.clients import consume_to_end
 from tests.integration.conftest import wait_for
 
 
@@ -77,27 +78,7 @@ def test_idempotent_producer_across_restarts_on_a_compacted_topic(broker_process
     send(10)
 
     values = {}
-    for _, key, value, _ in _consume_all(broker.bootstrap_servers):
+    for _, key, value in consume_to_end(broker.bootstrap_servers, "table"):
         values[key] = value
     assert values == latest
     assert broker.stop() == 0
-
-
-def _consume_all(bootstrap):
-    from confluent_kafka import Consumer, TopicPartition
-
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "check", "enable.auto.commit": False,
-                  "enable.partition.eof": True})
-    c.assign([TopicPartition("table", 0, 0)])
-    out = []
-    try:
-        while True:
-            msg = c.poll(10)
-            assert msg is not None, "no end of partition in 10 s"
-            if msg.error():
-                if msg.error().code() == -191:  # _PARTITION_EOF
-                    return out
-                raise AssertionError(msg.error())
-            out.append((msg.offset(), msg.key(), msg.value(), None))
-    finally:
-        c.close()

@@ -1,3 +1,4 @@
+import contextlib
 import os
 
 import pytest
@@ -8,6 +9,20 @@ from strom.storage import LogConfig, OffsetOutOfRangeError, PartitionLog, Record
 from strom.storage.errors import LogWriteError
 
 from .helpers import batch, read_all
+
+
+@contextlib.contextmanager
+def on_dev_full(plog):
+    """The active segment's descriptor pointed at /dev/full, a real device
+    whose writes fail (ENOSPC) and whose fdatasync and pread fail too;
+    the segment's own descriptor is put back afterwards."""
+    f = plog.active.log_file
+    real_fd, f._fd = f._fd, os.open("/dev/full", os.O_WRONLY)
+    try:
+        yield
+    finally:
+        os.close(f._fd)
+        f._fd = real_fd
 
 
 def open_log(medium, **configs):
@@ -187,17 +202,13 @@ def test_a_failed_write_is_refused_until_a_write_succeeds_again(tmp_path):
 
     plog = open_log(DiskMedium(str(tmp_path)))
     plog.append(batch([b"a"]))
-    # Point the active segment at a device that always fails writes (ENOSPC).
-    f = plog.active.log_file
-    real_fd = f._fd
-    f._fd = os.open("/dev/full", os.O_WRONLY)
-    with pytest.raises(LogWriteError):
-        plog.append(batch([b"b"]))
-    with pytest.raises(LogWriteError):
-        plog.append(batch([b"b"]))
-    assert plog.failed and plog.log_end_offset == 1
-    os.close(f._fd)
-    f._fd = real_fd  # space again
+    with on_dev_full(plog):
+        with pytest.raises(LogWriteError):
+            plog.append(batch([b"b"]))
+        with pytest.raises(LogWriteError):
+            plog.append(batch([b"b"]))
+        assert plog.failed and plog.log_end_offset == 1
+    # space again
     assert plog.append(batch([b"c"])).base_offset == 1
     assert not plog.failed
     assert [r.value for r in read_all(plog)] == [b"a", b"c"]
@@ -210,13 +221,8 @@ def test_a_failed_fsync_stays_sticky(tmp_path):
 
     plog = open_log(DiskMedium(str(tmp_path)))
     plog.append(batch([b"a"]))
-    f = plog.active.log_file
-    real_fd = f._fd
-    f._fd = os.open("/dev/full", os.O_WRONLY)  # fdatasync fails: EINVAL
-    with pytest.raises(LogWriteError):
-        plog.flush()
-    os.close(f._fd)
-    f._fd = real_fd
+    with on_dev_full(plog), pytest.raises(LogWriteError):
+        plog.flush()  # fdatasync fails: EINVAL
     with pytest.raises(LogWriteError):
         plog.append(batch([b"b"]))
     assert plog.failed and plog.log_end_offset == 1
@@ -229,15 +235,11 @@ def test_a_failed_fsync_after_a_failed_write_stays_sticky(tmp_path):
 
     plog = open_log(DiskMedium(str(tmp_path)))
     plog.append(batch([b"a"]))
-    f = plog.active.log_file
-    real_fd = f._fd
-    f._fd = os.open("/dev/full", os.O_WRONLY)  # writes fail (ENOSPC), fdatasync too
-    with pytest.raises(LogWriteError):
-        plog.append(batch([b"b"]))
-    with pytest.raises(LogWriteError):
-        plog.flush()
-    os.close(f._fd)
-    f._fd = real_fd
+    with on_dev_full(plog):
+        with pytest.raises(LogWriteError):
+            plog.append(batch([b"b"]))  # ENOSPC
+        with pytest.raises(LogWriteError):
+            plog.flush()  # EINVAL
     with pytest.raises(LogWriteError):
         plog.append(batch([b"c"]))
     assert plog.failed and plog.log_end_offset == 1
