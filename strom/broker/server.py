@@ -19,6 +19,7 @@ from strom.broker.connection import Connection
 from strom.broker.notify import AppendNotifier
 from strom.broker.waits import LoopWaits
 from strom.coordinator import GroupCoordinator
+from strom.coordinator.transactions import TransactionCoordinator
 from strom.storage import LogManager
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,8 @@ class Broker:
             consumer_session_timeout_ms=cfg.group_consumer_session_timeout_ms,
         )
         await self.groups.start()
+        self.txns = TransactionCoordinator(self.logs, self.wait_durable, self.groups, self.notifier)
+        await self.txns.start()
         self._server = await self.loop.create_server(
             lambda: Connection(self), cfg.host, cfg.port, reuse_address=True
         )
@@ -110,6 +113,7 @@ class Broker:
             conn.transport.abort()
         await self._server.wait_closed()
         self._server = None
+        await self.txns.stop()
         await self.groups.stop()
         if self._off_loop:  # a creation or deletion still running on its thread
             await asyncio.wait(list(self._off_loop))

@@ -568,6 +568,17 @@ class GroupCoordinator:
             return ErrorCode.unknown_server_error
         return ErrorCode.none
 
+    async def complete_txn(self, producer_id: int, producer_epoch: int, commit: bool,
+                           coordinator_epoch: int) -> None:
+        """The transaction coordinator ends `producer_id`'s transaction in
+        the offsets topic: its marker is written, then replayed (pending
+        transactional offsets become committed, or are dropped)."""
+        plog = self._offsets_log()
+        result = plog.append_marker(producer_id, producer_epoch, commit, coordinator_epoch)
+        error = await self.wait_durable(plog, result.last_offset + 1)
+        if error is not None:
+            raise error_for(ErrorCode.kafka_storage_error, str(error))
+
     def committed(self, group_id: str) -> dict[tuple[str, int], dict]:
         return self.offsets.get(group_id, {})
 

@@ -31,6 +31,7 @@ from strom.records.batch import (
     validate_batch,
 )
 from strom.records.codecs import MAX_DECOMPRESSED_BYTES
+from strom.records.control import build_control_batch
 from strom.storage import checkpoint, files, producer_state
 from strom.storage.config import LogConfig
 from strom.storage.errors import LogWriteError, OffsetOutOfRangeError, RecordTooLargeError
@@ -316,6 +317,28 @@ class PartitionLog:
                 log_append_time if config.log_append_time else -1,
                 self.log_start_offset, positioned, False,
             ))
+
+    # -- transactions ------------------------------------------------------------
+
+    def append_marker(self, producer_id: int, producer_epoch: int, commit: bool,
+                      coordinator_epoch: int, now: int | None = None) -> AppendResult:
+        """Write the COMMIT or ABORT control batch that ends `producer_id`'s
+        transaction in this partition (the transaction coordinator's
+        WriteTxnMarkers)."""
+        batch = build_control_batch(producer_id, producer_epoch, commit, coordinator_epoch,
+                                    now_ms() if now is None else now)
+        return self.append(batch, validate=False)
+
+    @property
+    def last_stable_offset(self) -> int:
+        """The first offset of the earliest open transaction, else the high
+        watermark: read_committed readers see nothing at or past it."""
+        return self.high_watermark
+
+    def aborted_transactions(self, start_offset: int, end_offset: int) -> list[tuple[int, int]]:
+        """(producer_id, first_offset) of the aborted transactions that hold
+        offsets in [start_offset, end_offset), by first offset."""
+        return []
 
     def _write_failed(self, seg: Segment, good_size: int, error: OSError) -> None:
         """A write failed part-way (ENOSPC, EIO): cut the segment back to
