@@ -286,3 +286,24 @@ def test_producer_expiry_keeps_open_transactions(tmp_path):
     assert [p["producer_id"] for p in plog.producers()] == [2, 3]
     assert plog.expire_producers(now=TS + 10**9, expiration_ms=5_000) == 1  # 3; 2 is open
     assert [p["producer_id"] for p in plog.producers()] == [2]
+
+
+def test_the_maintenance_pass_expires_idle_producers(tmp_path):
+    from strom.broker.config import BrokerConfig
+    from strom.storage import LogManager
+
+    assert BrokerConfig().producer_id_expiration_ms == 86_400_000  # Kafka's default
+    cfg = BrokerConfig.load(env={}, **{"producer.id.expiration.ms": "60000"})
+    mgr = LogManager(str(tmp_path), maintenance_interval_s=3600,
+                     producer_id_expiration_ms=cfg.producer_id_expiration_ms)
+    try:
+        mgr.create_topic("t", 1)
+        plog = mgr.get_log("t", 0)
+        plog.append(idem(1, 0))
+        plog.append(txn(2, 0))
+        mgr.run_maintenance(now=TS + 30_000)
+        assert [p["producer_id"] for p in plog.producers()] == [1, 2]
+        mgr.run_maintenance(now=TS + 61_000)
+        assert [p["producer_id"] for p in plog.producers()] == [2]  # its transaction is open
+    finally:
+        mgr.close()
