@@ -403,7 +403,8 @@ class PartitionLog:
             if table is None:
                 table = self.producer_state
             for first in table.ongoing.values():
-                return first
+                # (retention may have deleted the start of an open transaction)
+                return first if first >= self.log_start_offset else self.log_start_offset
             return self.log_end_offset
 
     def aborted_transactions(self, start_offset: int, end_offset: int) -> list[tuple[int, int]]:
@@ -781,6 +782,7 @@ class PartitionLog:
             fresh.next_offset = max(fresh.next_offset, olds[-1].next_offset)
             try:
                 fresh.txn_index.reset(aborted)
+                fresh.txn_index.sync()  # below the recovery point: trusted at load
             except OSError as e:  # derived: the file is fixed at close, or rebuilt
                 log.warning("%s: writing a cleaned segment's transaction index failed: %s",
                             self.directory, e)

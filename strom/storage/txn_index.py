@@ -18,7 +18,9 @@ still open then started at or after it).
 
 Derived data, like the other indexes: kept in memory, written (one entry
 at a time: one per ABORT marker) to the file, fsynced with the segment's
-other indexes when the segment leaves the active role, rebuilt by the
+other indexes when the segment leaves the active role, after a rebuild or
+a compaction rewrote it, and at a clean close (a clean stop's segments are
+trusted at the next start, their indexes included), rebuilt by the
 log's recovery (transactions.rebuild) after an unclean stop, or when the
 file is missing or fails `load`'s checks. A file is never a reason to
 change the log. Written only under the log's lock.
@@ -52,6 +54,7 @@ class TxnIndex:
         # A write failed: the file may lack entries, so the segment rewrites
         # it at close, or deletes it (a missing file is rebuilt at load).
         self.failed = False
+        self.dirty = False  # written since the last fsync
 
     def load(self, base_offset: int, next_offset: int, log_size: int) -> None:
         """Read and check the file against the segment it indexes; raise
@@ -77,6 +80,7 @@ class TxnIndex:
         if self.failed:
             return
         data = ENTRY.pack(VERSION, *entry)
+        self.dirty = True
         try:
             self._file.append([data], len(data))
         except OSError:
@@ -85,6 +89,10 @@ class TxnIndex:
     def reset(self, entries: list[AbortedTxn] = ()) -> None:
         """Replace every entry (a rebuild, or a cleaned segment's survivors)."""
         self.entries = list(entries)
+        if not self.entries and not self._file.size:
+            self.failed = False
+            return  # already so: nothing to write or fsync
+        self.dirty = True
         self._file.truncate(0)
         if self.entries:
             data = b"".join(ENTRY.pack(VERSION, *e) for e in self.entries)
@@ -101,7 +109,10 @@ class TxnIndex:
                 self.entries, self.failed = kept, True
 
     def sync(self) -> None:
-        self._file.sync()
+        """fsync if written since the last one."""
+        if self.dirty:
+            self._file.sync()
+            self.dirty = False
 
     def close(self) -> None:
         self._file.close()
