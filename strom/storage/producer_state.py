@@ -282,8 +282,12 @@ def load_snapshot(medium, directory: str, log_end_offset: int,
         path = _path(directory, offset)
         table = None
         if offset <= log_end_offset:
-            table = _parse(checkpoint.load_lines(medium.read(path), legacy=False), offset)
-            if table is None:
+            lines = checkpoint.load_lines(medium.read(path), legacy=False)
+            table = _parse(lines, offset)
+            if table is None and lines and lines[0] == f"offset {offset}":
+                log.info("%s: producer state snapshot %d is of the format before "
+                         "transactions: rebuilt from the log instead", directory, offset)
+            elif table is None:
                 log.warning("%s: producer state snapshot %d is damaged: rebuilt from the log "
                             "instead", directory, offset)
         if table is not None:

@@ -38,6 +38,7 @@ VERSION = 0
 # entries a segment of a given size can hold, so a hostile file is refused
 # before it is read, not after.
 _MIN_MARKER_BYTES = 61 + 8
+_CHUNK = ENTRY_SIZE * 2048
 
 
 class AbortedTxn(NamedTuple):
@@ -62,17 +63,19 @@ class TxnIndex:
         size = self._file.size
         if size % ENTRY_SIZE:
             raise SuspectIndexError(f"transaction index size {size} is not a multiple of {ENTRY_SIZE}")
-        if size // ENTRY_SIZE > log_size // _MIN_MARKER_BYTES:
+        if size // ENTRY_SIZE > min(log_size // _MIN_MARKER_BYTES, next_offset - base_offset):
             raise SuspectIndexError("transaction index has more entries than the log has markers")
         entries, last = [], base_offset - 1
-        for version, pid, first, last_offset, lso in ENTRY.iter_unpack(self._file.pread(0, size)):
-            if (version != VERSION or pid < 0 or first < 0 or first > last_offset
-                    or last_offset <= last or last_offset >= next_offset
-                    or not 0 <= lso <= last_offset + 1):
-                raise SuspectIndexError(f"transaction index entry ({pid}, {first}, {last_offset}) "
-                                        "does not fit the segment")
-            entries.append(AbortedTxn(pid, first, last_offset, lso))
-            last = last_offset
+        for pos in range(0, size, _CHUNK):  # a bad entry stops the read where it is
+            for version, pid, first, last_offset, lso in ENTRY.iter_unpack(
+                    self._file.pread(pos, min(_CHUNK, size - pos))):
+                if (version != VERSION or pid < 0 or first < 0 or first > last_offset
+                        or last_offset <= last or last_offset >= next_offset
+                        or not 0 <= lso <= last_offset + 1):
+                    raise SuspectIndexError(f"transaction index entry ({pid}, {first}, "
+                                            f"{last_offset}) does not fit the segment")
+                entries.append(AbortedTxn(pid, first, last_offset, lso))
+                last = last_offset
         self.entries = entries
 
     def append(self, entry: AbortedTxn) -> None:

@@ -83,6 +83,10 @@ def test_markers_go_after_their_data_and_delete_retention(tmp_path):
     # no data left behind them: stamped with a delete horizon, still there
     assert controls(plog) == [(commit, 1, True), (abort, 1, True)]
     assert plog.aborted_transactions(0, 4) == []  # nothing left for a reader to drop
+    plog.close()
+    plog = compacted(tmp_path)  # every batch checked again (as after a crash): all stay
+    assert controls(plog) == [(commit, 1, True), (abort, 1, True)]
+    assert plog.log_end_offset > abort and plog.ongoing_transactions() == {}
     cleaner.clean(plog, NOW + 500, producer_id_expiration_ms=EXPIRY)
     assert len(controls(plog)) == 2  # delete.retention.ms (1000) has not passed
     cleaner.clean(plog, NOW + 1100, producer_id_expiration_ms=EXPIRY)
@@ -135,3 +139,25 @@ def test_an_aborted_producers_last_batch_stays_as_a_header(tmp_path):
     assert headers[1].is_control and headers[1].records_count == 1
     assert b"aborted" not in b"".join(r.value or b"" for r in read_all(plog))
     assert plog.aborted_transactions(0, 2) == [(2, 0)]
+
+
+def test_a_swap_interrupted_by_a_crash_leaves_no_stale_txnindex(tmp_path):
+    """replace_segments removes the first segment's `.txnindex` before the
+    swap begins: wherever a crash stops it, the next load rebuilds it."""
+    plog = compacted(tmp_path)
+    plog.append(txn(2, 0, [(b"j", b"aborted")]))
+    plog.append_marker(2, 0, False, 0, now=OLD)
+    fill(plog)
+    plog.roll()
+    put(plog, b"z", b"active", NOW)
+    plog.close()
+    d = tmp_path / "c-0"
+    first = sorted(d.glob("*.log"))[0]
+    stem = first.name[: -len(".log")]
+    # a crash between the `.cleaned` -> `.swap` rename and the `.swap` -> `.log` one
+    (d / (first.name + ".swap")).write_bytes(first.read_bytes())
+    (d / f"{stem}.txnindex").unlink()
+    plog = compacted(tmp_path, clean=True)
+    assert not list(d.glob("*.swap"))
+    assert plog.aborted_transactions(0, 2) == [(2, 0)]
+    assert (d / f"{stem}.txnindex").stat().st_size == 34
