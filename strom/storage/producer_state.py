@@ -5,6 +5,8 @@ wrote (first and last sequence, first and last offset): the window the
 Java and librdkafka producers may have in flight (max.in.flight <= 5).
 A batch is checked before it is appended:
 
+- a producer unknown here (new, or expired: `expire`) may start at any
+  sequence, as in Kafka (its state may have expired while it was idle);
 - epoch below the current one: InvalidProducerEpoch (a zombie);
 - a newer epoch must start again at sequence 0;
 - the same (first, last) sequence as a cached batch: a duplicate, answered
@@ -121,10 +123,8 @@ class ProducerStateTable:
                 f"producer {header.producer_id} wrote a non-transactional batch inside its "
                 "transaction")
         if entry is None:
-            if seq != 0:
-                raise OutOfOrderSequenceError(
-                    f"producer {header.producer_id} is unknown here and starts at sequence {seq}, not 0"
-                )
+            # Any sequence, as in Kafka: the producer may be new, or known
+            # once and expired (producer.id.expiration.ms) while idle.
             return None
         if header.producer_epoch < entry.epoch:
             raise InvalidProducerEpochError(

@@ -345,3 +345,14 @@ def test_an_unclean_rebuild_starts_from_the_snapshot_kept_below_the_active_segme
     assert plog.ongoing_transactions() == {2: active_base}
     (line,) = [m for m in caplog.messages if "rebuilt the transaction index" in m]
     assert f"from offset {active_base}" in line and "(state from offset -1)" not in line
+
+
+def test_an_expired_producer_goes_on_at_its_next_sequence(tmp_path):
+    """Kafka accepts any sequence from a producer it does not know: one
+    whose state expired while it was idle is not failed with
+    OutOfOrderSequence on its next send."""
+    plog = open_log(tmp_path)
+    plog.append(idem(1, 0, 3))
+    assert plog.expire_producers(now=TS + 10**9, expiration_ms=1000) == 1
+    assert plog.append(idem(1, 3)).base_offset == 3
+    assert plog.producers()[0]["last_sequence"] == 3
