@@ -269,9 +269,12 @@ def test_ending_while_markers_are_written(tmp_path):
             assert "app" in txns._pending  # the markers are being written
             assert await txns.end_txn("app", pid, epoch, True) == E.concurrent_transactions
             assert await txns.end_txn("app", pid, epoch, False) == E.concurrent_transactions
-            assert await txns.add_partitions("app", pid, epoch, [("t", 1)]) == {
-                ("t", 1): E.concurrent_transactions}
-            await settled(txns, "app")
+            # The next transaction's first AddPartitions waits for the markers
+            # instead of sending the client into its retry backoff.
+            assert await txns.add_partitions("app", pid, epoch, [("t", 1)]) == {("t", 1): E.none}
+            assert markers(txns.logs, "t", 0) == [(COMMIT, pid, epoch)]
+            meta = txns.transactions["app"]
+            assert (meta.state, meta.partitions) == (rec.ONGOING, {("t", 1)})
     run(body())
 
 
