@@ -360,11 +360,12 @@ class TransactionCoordinator:
                     if error:
                         raise StorageError(f"writing {rec.TRANSACTION_STATE_TOPIC}: {error.name}")
                     break
-                except (KafkaError, StorageError) as e:
+                except Exception as e:  # noqa: BLE001 (a bug must not leave it prepared for ever)
                     if not failing:
                         log.error("transactional id %s: ending its transaction (%s) failed, "
                                   "retrying until it succeeds: %s", printable(tid),
-                                  "commit" if commit else "abort", e)
+                                  "commit" if commit else "abort", e,
+                                  exc_info=not isinstance(e, (KafkaError, StorageError)))
                         failing = True
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, _RETRY_BACKOFF_S[1])
@@ -402,6 +403,10 @@ class TransactionCoordinator:
         for plog, fut in waits:
             try:
                 error = await fut
+            except InvalidProducerEpochError as e:  # from the offsets partition
+                log.error("transactional id %s: %s-0 refused the marker: %s",
+                          printable(meta.transactional_id), OFFSETS_TOPIC, e)
+                continue
             except (KafkaError, StorageError) as e:
                 error = e
             if error is not None:

@@ -316,3 +316,17 @@ def test_add_offsets_and_describe_and_list(txn_broker):
     assert end_txn(txn_broker, "raw", pid, epoch, False) == E.none
     wait_for(lambda: txn_state(txn_broker, "raw") == "CompleteAbort", message="abort")
     assert [b[:2] for b in batches(txn_broker, "__consumer_offsets")][-1] == (True, ABORT)
+
+
+def test_a_transactional_batch_must_be_alone_in_its_partition_data(txn_broker):
+    _, pid, epoch = init(txn_broker, "raw")
+    assert add_partitions(txn_broker, "raw", pid, epoch, [("t", 0)]) == {("t", 0): E.none}
+    plain = build_batch([Record(b"k", b"v", 1)])
+    txn = build_batch([Record(b"k", b"v", 1)], producer_id=pid, producer_epoch=epoch,
+                      base_sequence=0, is_transactional=True)
+    for records in (plain + txn, txn + txn):
+        r = call(txn_broker, 0, 9, build(request_class(0, 9), {
+            "transactional_id": "raw", "acks": -1, "timeout": datetime.timedelta(seconds=5),
+            "topic_data": [{"name": "t", "partition_data": [{"index": 0, "records": records}]}]}))
+        assert r.responses[0].partition_responses[0].error_code == E.invalid_record
+    assert batches(txn_broker) == []

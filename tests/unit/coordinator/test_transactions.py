@@ -456,3 +456,16 @@ def test_describe_and_list(tmp_path):
             assert txns.list_transactions(transactional_id_pattern="(")["error_code"] == (
                 E.invalid_regular_expression)
     run(body())
+
+
+def test_a_partition_deleted_mid_transaction_does_not_hold_it_open(tmp_path):
+    async def body():
+        async with coordinator(tmp_path) as txns:
+            txns.logs.create_topic("gone", 1)
+            pid, epoch = await begin(txns, partitions=[("t", 0), ("gone", 0)])
+            await asyncio.to_thread(txns.logs.delete_topic, "gone")
+            assert await txns.end_txn("app", pid, epoch, True) == E.none
+            meta = await settled(txns, "app")
+            assert meta.state == rec.COMPLETE_COMMIT
+            assert markers(txns.logs, "t", 0) == [(COMMIT, pid, epoch)]
+    run(body())
