@@ -36,11 +36,6 @@ _TOPIC_DEFAULTS = {
 }
 
 
-# STROM_* environment variables that are not broker configs: the config
-# file's path, and the crash point armed for a fault test (strom/crashpoints.py).
-_NOT_CONFIG = frozenset({"STROM_CONFIG", "STROM_CRASH_AT"})
-
-
 @dataclass
 class BrokerConfig:
     host: str = "127.0.0.1"
@@ -114,7 +109,7 @@ class BrokerConfig:
                     config.set(key, value)
         env = os.environ if env is None else env
         for key, value in env.items():
-            if key.startswith("STROM_") and key not in _NOT_CONFIG:
+            if key.startswith("STROM_") and key not in ("STROM_CONFIG", "STROM_CRASH_AT"):
                 config.set(_env_key(key[6:].lower()), value)
         for key, value in overrides.items():
             if value is not None:
