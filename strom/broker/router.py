@@ -65,5 +65,7 @@ def load_handlers() -> None:
         offsets,
         produce,
         producer_id,
+        producers,
         topics,
+        txn_offsets,
     )
