@@ -131,10 +131,13 @@ class TransactionalOffsets:
         checked with the transaction coordinator that it has one, with
         this group's offsets in it): one transactional batch, durable
         before the answer."""
-        error = ErrorCode.invalid_group_id if not group_id else check_txn_commit(
-            self.groups.get(group_id),
-            self.consumer_groups.check_commit(group_id, member_id, generation_id),
-            member_id, generation_id, group_instance_id)
+        if producer_id < 0:  # not a transactional producer's
+            error = ErrorCode.invalid_producer_id_mapping
+        else:
+            error = ErrorCode.invalid_group_id if not group_id else check_txn_commit(
+                self.groups.get(group_id),
+                self.consumer_groups.check_commit(group_id, member_id, generation_id),
+                member_id, generation_id, group_instance_id)
         if error or not offsets:
             return {(t, p): error for t, p, *_ in offsets}
         now = int(time.time() * 1000)

@@ -296,3 +296,34 @@ def test_read_committed_consumers_skip_aborted_and_control_records(broker, clien
         assert got == [(9, b"o0"), (11, b"a3")]
     finally:
         consumer.close()
+
+
+def test_a_read_committed_group_consumer_waits_for_pending_transactional_offsets(broker):
+    """librdkafka's read_committed consumer sends OffsetFetch with
+    require_stable: while the group's offset is pending in a transaction
+    it gets UNSTABLE_OFFSET_COMMIT and retries, rather than starting from
+    auto.offset.reset; after the commit marker it starts at that offset."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    groups = broker.broker.groups
+
+    def on_loop(coro):
+        return asyncio.run_coroutine_threadsafe(coro, broker._loop).result(10)
+
+    errors = on_loop(groups.txn_commit("rc-group", 7, 0, "", -1, None, [(TOPIC, 0, 8, -1, "")]))
+    assert errors == {(TOPIC, 0): ErrorCode.none}
+    c = Consumer({"bootstrap.servers": broker.bootstrap_servers, "group.id": "rc-group",
+                  "enable.auto.commit": False, "isolation.level": "read_committed",
+                  "auto.offset.reset": "earliest"})
+    try:
+        c.assign([TopicPartition(TOPIC, 0)])  # from the committed offset
+        m = c.poll(1.5)
+        assert m is None, (m.offset(), m.value())  # not from earliest: the offset is unstable
+        on_loop(groups.complete_txn(7, 0, True, 0))
+        deadline = time.monotonic() + 20
+        while m is None and time.monotonic() < deadline:
+            m = c.poll(0.2)
+        assert m is not None and not m.error()
+        assert (m.offset(), m.value()) == (8, b"a2")
+    finally:
+        c.close()

@@ -90,8 +90,8 @@ def _read_committed(plog, part: FetchPartition, fetch_offset: int, limit: int, m
     batches below the LSO, and the aborted transactions among them (an
     empty list, never null, as Kafka answers read_committed)."""
     lso = part.last_stable_offset
-    part.aborted_transactions = []
     if plog.log_start_offset <= fetch_offset and lso <= fetch_offset <= plog.log_end_offset:
+        part.aborted_transactions = []
         return b""  # nothing stable yet: no read (a parked reader re-reads on every append)
     data = plog.read(fetch_offset, limit, min_one=min_one)
     end, end_offset, n = 0, fetch_offset, len(data)
@@ -104,8 +104,7 @@ def _read_committed(plog, part: FetchPartition, fetch_offset: int, limit: int, m
         end_offset = next_offset
     if end < n:
         data = data[:end]
-    if end:
-        part.aborted_transactions = plog.aborted_transactions(fetch_offset, end_offset)
+    part.aborted_transactions = plog.aborted_transactions(fetch_offset, end_offset) if end else []
     return data
 
 
