@@ -64,7 +64,9 @@ class Writer:
         self.embedded = embedded
         self.plog = embedded.broker.logs.get_log(TOPIC, 0)
         self.sequences: dict[int, int] = {}
-        self.timestamp = int(time.time() * 1000)
+        # Ahead of the markers' (append time) timestamps, so that timestamp
+        # lookups find data batches only.
+        self.timestamp = int(time.time() * 1000) + 3_600_000
 
     def _on_loop(self, fn):
         async def call():
