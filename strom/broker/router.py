@@ -67,5 +67,6 @@ def load_handlers() -> None:
         producer_id,
         producers,
         topics,
+        transactions,
         txn_offsets,
     )
