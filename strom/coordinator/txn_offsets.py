@@ -20,6 +20,7 @@ accepted whatever the group's state.
 """
 
 import asyncio
+import logging
 import time
 
 from kio.schema.errors import ErrorCode
@@ -29,7 +30,9 @@ from strom.coordinator.group import DEAD, Group
 from strom.coordinator.records import OffsetKey
 from strom.protocol.errors import error_for
 from strom.storage import StorageError
-from strom.storage.producer_state import InvalidProducerEpochError
+from strom.storage.producer_state import CoordinatorFencedError, InvalidProducerEpochError
+
+log = logging.getLogger(__name__)
 
 
 class PendingOffsets:
@@ -168,8 +171,11 @@ class TransactionalOffsets:
         earlier = list(self._txn_writes.get(producer_id, ()))
         try:
             result = plog.append_marker(producer_id, producer_epoch, commit, coordinator_epoch)
-        except InvalidProducerEpochError as e:
-            raise error_for(ErrorCode.invalid_producer_epoch, str(e)) from e
+        except (InvalidProducerEpochError, CoordinatorFencedError) as e:
+            # A newer epoch already ended this producer's transaction here
+            # (its marker was replayed then): as Kafka, this one is dropped.
+            log.warning("%s: marker refused, dropped: %s", rec.OFFSETS_TOPIC, e)
+            return
         except (StorageError, OSError) as e:
             raise error_for(ErrorCode.kafka_storage_error, str(e)) from e
         error = await self.wait_durable(plog, result.last_offset + 1)
