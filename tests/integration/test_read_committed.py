@@ -353,7 +353,6 @@ def test_a_transactional_producers_aborts_and_open_transaction_through_each_read
     """librdkafka's transactional producer commits, aborts, and leaves one
     transaction open; each client's read_committed consumer gets exactly
     the committed records, and the open one only after its commit."""
-    global TOPIC
     with EmbeddedBroker(data_dir=str(tmp_path / "data"), storage="disk") as b:
         b.broker.logs.create_topic(TOPIC, 1)
         p = _transactional_producer(b.bootstrap_servers, "rc-e2e")
@@ -439,3 +438,27 @@ def test_describe_producers_shows_the_open_transaction(broker):
     assert p5.error_code == ErrorCode.unknown_topic_or_partition and not p5.active_producers
     assert unknown.partitions[0].error_code == ErrorCode.unknown_topic_or_partition
     assert bad.partitions[0].error_code == ErrorCode.invalid_topic_exception
+
+
+def test_shutdown_answers_a_parked_read_committed_fetch_at_once(tmp_path):
+    with EmbeddedBroker(data_dir=str(tmp_path / "data"), storage="disk") as b:
+        b.broker.logs.create_topic(TOPIC, 1)
+        b.writer = writer = Writer(b)
+        writer.txn(1, b"o0")  # open: a read_committed fetch from 0 parks
+        result = {}
+
+        def reader():
+            try:
+                result["part"] = fetch(b, 1, offset=0, max_wait=30000, timeout=40)
+            except ConnectionError as e:
+                result["error"] = e
+
+        t = threading.Thread(target=reader)
+        t.start()
+        wait_for(_parked(b), message="the fetch to park")
+        start = time.monotonic()
+        b.stop()
+        stopped_in = time.monotonic() - start
+        t.join(10)
+    assert stopped_in < 3  # not held by the parked fetch (stop aborts after 5 s)
+    assert batches(result["part"]) == [] and result["part"].last_stable_offset == 0

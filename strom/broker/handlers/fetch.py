@@ -140,6 +140,8 @@ async def _wait_stable(broker, version, request, resolved, max_bytes, topics, to
         left = deadline - time.monotonic()
         if left <= 0 or not await broker.notifier.wait_any(waitable, left):
             break
+        if broker.notifier.stopping:
+            return topics  # shutting down: answer with what there was
         topics, total, waitable = _read(version, request, resolved, max_bytes)
         if not waitable or any(p.error_code for t in topics for p in t.partitions):
             break
