@@ -8,6 +8,12 @@ rebuilds offsets and groups at start-up. Membership during a rebalance is
 in memory, as in Kafka; the outcome (generation, leader, protocol,
 members and their assignments) is written when the leader syncs.
 
+Transactional offsets (TxnOffsetCommit) are written in a transactional
+batch and stay pending (txn_offsets.py) until the transaction's COMMIT or
+ABORT control batch in this topic is replayed; start-up replays control
+batches as well (offsets_load.py), so a restart rebuilds pending and
+committed offsets exactly.
+
 Timers (one task, every 100 ms): members whose session timed out are
 removed, a rebalance past its deadline completes without the members that
 did not rejoin, and committed offsets of empty groups expire after
@@ -23,6 +29,8 @@ from kio.schema.errors import ErrorCode
 
 from strom.coordinator import records as rec
 from strom.coordinator.consumer_group import ConsumerGroups
+from strom.coordinator.offsets_load import load_offsets_topic
+from strom.coordinator.txn_offsets import PendingOffsets, TransactionalOffsets
 from strom.coordinator.group import (
     COMPLETING_REBALANCE,
     DEAD,
@@ -35,8 +43,8 @@ from strom.coordinator.group import (
 from strom.logsafe import printable
 from strom.protocol.errors import KafkaError, error_for
 from strom.records import Record, build_batch
-from strom.records.batch import batch_records, iter_batches, validate_batch
 from strom.storage import LogWriteError, StorageError, UnknownTopicError
+from strom.storage.producer_state import InvalidProducerEpochError
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +54,7 @@ _OFFSETS_TOPIC_CONFIG = {"cleanup.policy": "compact", "segment.bytes": str(100 *
 _TICK_S = 0.1
 
 
-class GroupCoordinator:
+class GroupCoordinator(TransactionalOffsets):
     def __init__(self, logs, wait_durable, *, initial_rebalance_delay_ms: int = 0,
                  offsets_retention_ms: int = 7 * 24 * 3600 * 1000,
                  consumer_heartbeat_interval_ms: int = 1000,
@@ -58,6 +66,13 @@ class GroupCoordinator:
         self.groups: dict[str, Group] = {}
         # group -> (topic, partition) -> {"offset", "leader_epoch", "metadata", "commit_timestamp"}
         self.offsets: dict[str, dict[tuple[str, int], dict]] = {}
+        # offset of the record each committed offset was replayed from: a
+        # transaction's offsets replace a commit only if written after it
+        self._offset_records: dict[rec.OffsetKey, int] = {}
+        self.pending_txn = PendingOffsets()
+        # producer id -> replays of its TxnOffsetCommits still in flight: a
+        # marker is replayed only after them (they are earlier in the log)
+        self._txn_writes: dict[int, set[asyncio.Future]] = {}
         self._timer: asyncio.Task | None = None
         self.plog = None  # __consumer_offsets-0, once it exists
         self._last_expiry = 0.0
@@ -84,7 +99,7 @@ class GroupCoordinator:
             return  # created by the first write (_offsets_log), as Kafka does
         self._restore_offsets_topic_config()
         self.plog = self.logs.get_log(rec.OFFSETS_TOPIC, 0)
-        count, skipped = self._load(self.plog)
+        count, skipped = load_offsets_topic(self.plog, self.replay, self.replay_marker)
         if count:
             log.info("loaded %d groups and committed offsets of %d groups from %d records",
                      len(self.groups), len(self.offsets), count)
@@ -92,57 +107,6 @@ class GroupCoordinator:
             log.error("%s: skipped %d record(s) that cannot be loaded (%s), e.g. at offset %d; "
                       "the state they held is lost, the rest is loaded",
                       rec.OFFSETS_TOPIC, n, kind, example)
-
-    def _load(self, plog) -> tuple[int, dict[str, tuple[int, int]]]:
-        """Replay the offsets topic. Damage (a batch that fails its CRC or
-        does not decode, a record that is not ours) is skipped and counted
-        by kind, with the first offset of each: it costs the state those
-        records held, never the start."""
-        skipped: dict[str, tuple[int, int]] = {}
-
-        def skip(kind: str, offset: int, n: int = 1) -> None:
-            count, first = skipped.get(kind, (0, offset))
-            skipped[kind] = (count + n, first)
-
-        offset, count = plog.log_start_offset, 0
-        while offset < plog.log_end_offset:
-            data = plog.read(offset, 1 << 20)
-            if not data:
-                break
-            start = offset
-            for pos, header in iter_batches(data):
-                if header.next_offset <= offset:
-                    continue  # a compacted remnant before `offset`, or a bogus header
-                try:
-                    validate_batch(data, pos)
-                    records = [] if header.is_control else batch_records(data, pos)
-                except Exception:  # noqa: BLE001 (any failure to decode is damage)
-                    skip("a batch that does not decode", header.base_offset,
-                         max(header.records_count, 1))
-                    # Its header may be damaged too: move on, but not past the log end.
-                    offset = max(offset + 1, min(header.next_offset, plog.log_end_offset))
-                    continue
-                for r in records:
-                    if r.offset < offset:
-                        continue
-                    try:
-                        if r.key is None:
-                            raise rec.BadRecordError("a record without a key", "")
-                        key = rec.decode_key(r.key)
-                        self.replay(key, rec.decode_value(key, r.value), loading=True)
-                        count += 1
-                    except rec.BadRecordError as e:
-                        skip(e.kind, r.offset)
-                    except Exception as e:  # noqa: BLE001 (a bug must not stop the start either)
-                        skip(f"a record whose replay failed with {type(e).__name__}", r.offset)
-                offset = header.next_offset
-            if offset == start:
-                # Nothing readable at `offset` (storage serves whole batches
-                # only): stop here rather than loop; later records are lost.
-                skip("unreadable data where a batch should start", offset,
-                     plog.log_end_offset - offset)
-                break
-        return count, skipped
 
     def _offsets_log(self):
         """The offsets topic, created on first use: a broker that never sees
@@ -169,15 +133,24 @@ class GroupCoordinator:
             self._timer.cancel()
             self._timer = None
 
-    def replay(self, key, value: dict | None, loading: bool = False) -> None:
+    def replay(self, key, value: dict | None, loading: bool = False, producer_id: int = -1,
+               record_offset: int = -1) -> None:
+        """Apply one record. `producer_id` is that of a transactional batch
+        (else -1): its offsets stay pending until the producer's marker."""
         if isinstance(key, rec.OffsetKey):
+            if value is not None and producer_id >= 0:
+                self.pending_txn.add(producer_id, key, value, record_offset)
+                return
             offsets = self.offsets.setdefault(key.group, {})
             if value is None:
                 offsets.pop((key.topic, key.partition), None)
+                self._offset_records.pop(key, None)
+                self.pending_txn.remove_key(key)
                 if not offsets:
                     del self.offsets[key.group]
             else:
                 offsets[(key.topic, key.partition)] = value
+                self._offset_records[key] = record_offset
             return
         if value is None:
             group = self.groups.pop(key.group, None)
@@ -212,17 +185,24 @@ class GroupCoordinator:
                 if member is not None:
                     member.assignment = rec.unb64(m["assignment"])
 
-    async def _append(self, entries: list[tuple[object, dict | None]]) -> None:
-        """Write records to the offsets topic, wait for the fsync, replay."""
+    async def _append(self, entries: list[tuple[object, dict | None]], producer_id: int = -1,
+                      producer_epoch: int = -1) -> None:
+        """Write records to the offsets topic, wait for the fsync, replay.
+        With a producer id: one transactional batch of that producer's."""
         now = int(time.time() * 1000)
-        batch = build_batch([Record(rec.encode_key(k), rec.encode_value(v), now) for k, v in entries])
+        records = [Record(rec.encode_key(k), rec.encode_value(v), now) for k, v in entries]
         plog = self._offsets_log()
-        result = plog.append(batch)
+        if producer_id >= 0:
+            batch = build_batch(records, producer_id=producer_id, producer_epoch=producer_epoch,
+                                base_sequence=-1, is_transactional=True)
+            result = plog.append(batch, validate=False)
+        else:
+            result = plog.append(build_batch(records))
         error = await self.wait_durable(plog, result.last_offset + 1)
         if error is not None:
             raise error_for(ErrorCode.kafka_storage_error, str(error))
-        for key, value in entries:
-            self.replay(key, value)
+        for i, (key, value) in enumerate(entries):
+            self.replay(key, value, producer_id=producer_id, record_offset=result.base_offset + i)
 
     def _group_record(self, group: Group) -> tuple[rec.GroupKey, dict]:
         return rec.GroupKey(group.group_id), {
@@ -513,7 +493,8 @@ class GroupCoordinator:
             if group is not None and group.members:
                 continue
             for (topic, partition), value in offsets.items():
-                if now_ms - value["commit_timestamp"] > self.offsets_retention_ms:
+                if (now_ms - value["commit_timestamp"] > self.offsets_retention_ms
+                        and not self.pending_txn.has(group_id, topic, partition)):
                     doomed.append((rec.OffsetKey(group_id, topic, partition), None))
         if doomed and not await self._append_or_error("expiring offsets", doomed):
             log.info("expired %d committed offsets", len(doomed))
@@ -553,12 +534,16 @@ class GroupCoordinator:
             for topic, partition, offset, epoch, metadata in offsets
         ])
 
-    async def _append_or_error(self, what: str, entries) -> ErrorCode:
+    async def _append_or_error(self, what: str, entries, producer_id: int = -1,
+                               producer_epoch: int = -1) -> ErrorCode:
         """`_append`, with a failure of the offsets topic (disk, a config an
         admin set on it) answered with the code Kafka's coordinator uses
         for it, instead of failing the request."""
         try:
-            await self._append(entries)
+            await self._append(entries, producer_id, producer_epoch)
+        except InvalidProducerEpochError as e:  # a fenced transactional producer
+            log.info("%s: %s", what, e)
+            return ErrorCode.invalid_producer_epoch
         except (KafkaError, StorageError) as e:
             log.error("%s: the offsets topic refused the write: %s", what, e)
             if isinstance(e, UnknownTopicError):
@@ -568,35 +553,27 @@ class GroupCoordinator:
             return ErrorCode.unknown_server_error
         return ErrorCode.none
 
-    async def complete_txn(self, producer_id: int, producer_epoch: int, commit: bool,
-                           coordinator_epoch: int) -> None:
-        """The transaction coordinator ends `producer_id`'s transaction in
-        the offsets topic: its marker is written, then replayed (pending
-        transactional offsets become committed, or are dropped)."""
-        plog = self._offsets_log()
-        result = plog.append_marker(producer_id, producer_epoch, commit, coordinator_epoch)
-        error = await self.wait_durable(plog, result.last_offset + 1)
-        if error is not None:
-            raise error_for(ErrorCode.kafka_storage_error, str(error))
-
     def committed(self, group_id: str) -> dict[tuple[str, int], dict]:
         return self.offsets.get(group_id, {})
 
     async def delete_group(self, group_id: str) -> ErrorCode:
         group = self.groups.get(group_id)
         consumer = self.consumer_groups.groups.get(group_id)
-        if group is None and consumer is None and group_id not in self.offsets:
+        pending = self.pending_txn.partitions(group_id)
+        if group is None and consumer is None and group_id not in self.offsets and not pending:
             return ErrorCode.group_id_not_found
         if (group is not None and group.members) or (consumer is not None and consumer.members):
             return ErrorCode.non_empty_group
         self.consumer_groups.groups.pop(group_id, None)
-        entries = [(rec.OffsetKey(group_id, t, p), None) for t, p in self.committed(group_id)]
+        # As Kafka: pending transactional offsets are deleted too.
+        entries = [(rec.OffsetKey(group_id, t, p), None)
+                   for t, p in set(self.committed(group_id)) | pending]
         entries.append((rec.GroupKey(group_id), None))
         return await self._append_or_error(f"group {group_id}: deleting", entries)
 
     async def delete_offsets(self, group_id: str, partitions: list[tuple[str, int]]) -> dict:
         group = self.groups.get(group_id)
-        if group is None and group_id not in self.offsets:
+        if group is None and group_id not in self.offsets and not self.pending_txn.partitions(group_id):
             return {"error": ErrorCode.group_id_not_found}
         subscribed = group.subscribed_topics() if group and group.members else set()
         errors = {}
@@ -606,7 +583,8 @@ class GroupCoordinator:
                 errors[(topic, partition)] = ErrorCode.group_subscribed_to_topic
             else:
                 errors[(topic, partition)] = ErrorCode.none
-                if (topic, partition) in self.committed(group_id):
+                if ((topic, partition) in self.committed(group_id)
+                        or self.pending_txn.has(group_id, topic, partition)):
                     entries.append((rec.OffsetKey(group_id, topic, partition), None))
         if entries:
             error = await self._append_or_error(f"group {group_id}: deleting offsets", entries)
