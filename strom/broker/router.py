@@ -65,5 +65,8 @@ def load_handlers() -> None:
         offsets,
         produce,
         producer_id,
+        producers,
         topics,
+        transactions,
+        txn_offsets,
     )
