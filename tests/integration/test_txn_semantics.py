@@ -6,6 +6,7 @@ than its timeout, and transactional offsets stay pending until the
 transaction ends."""
 
 import asyncio
+import json
 import time
 
 import pytest
@@ -175,8 +176,15 @@ def test_open_transaction_holds_read_committed_readers_at_its_first_offset(broke
     assert latest(bs, "lso", IsolationLevel.READ_UNCOMMITTED) == 4
     assert latest(bs, "lso", IsolationLevel.READ_COMMITTED) == 1
 
+    stats = {}
+
+    def on_stats(text):
+        part = json.loads(text)["topics"].get("lso", {}).get("partitions", {}).get("0", {})
+        stats.update(ls_offset=part.get("ls_offset"), hi_offset=part.get("hi_offset"))
+
     c = Consumer({"bootstrap.servers": bs, "group.id": "r", "enable.auto.commit": False,
-                  "isolation.level": "read_committed", "fetch.wait.max.ms": 50})
+                  "isolation.level": "read_committed", "fetch.wait.max.ms": 50,
+                  "statistics.interval.ms": 100, "stats_cb": on_stats})
     c.assign([TopicPartition("lso", 0, 0)])
     seen = []
 
@@ -186,12 +194,13 @@ def test_open_transaction_holds_read_committed_readers_at_its_first_offset(broke
             seen.append(m.value())
         return predicate()
 
-    # librdkafka's cached high watermark of a read_committed consumer is the
-    # LSO of its last Fetch: it stays 1 while the transaction is open.
+    # librdkafka's statistics show what its last Fetch answered: LSO 1 and
+    # high watermark 4 while the transaction is open, and it hands out
+    # nothing past the LSO.
     wait_for(lambda: poll_until(lambda: seen == [b"before"]), timeout=10, message="'before'")
-    wait_for(lambda: poll_until(
-        lambda: c.get_watermark_offsets(TopicPartition("lso", 0), cached=True)[1] == 1),
-        timeout=10, message="a Fetch answering LSO 1")
+    wait_for(lambda: poll_until(lambda: stats.get("ls_offset") == 1
+                                and stats.get("hi_offset") == 4),
+             timeout=10, message=f"a Fetch answering LSO 1, high watermark 4 (stats {stats})")
     assert seen == [b"before"]
     p.commit_transaction(10)
     wait_for(lambda: poll_until(lambda: len(seen) == 4), timeout=10, message="the rest")
