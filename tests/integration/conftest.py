@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -37,11 +38,12 @@ class BrokerProcess:
         self.data_dir = str(data_dir)
         self.extra = extra
         self.preexec_fn = None  # e.g. to lower RLIMIT_NOFILE in the broker process
+        self.env = {}  # extra environment, e.g. STROM_CRASH_AT or STROM_* configs
         self.proc = None
         self.port = 0
 
     def start(self):
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
         args = [sys.executable, "-m", "strom.cli.main", "serve", "--port", str(self.port),
                 "--data-dir", self.data_dir, *self.extra]
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -56,8 +58,16 @@ class BrokerProcess:
             m = re.search(r"bootstrap\.servers=([\w.]+):(\d+)", line)
             if m:
                 self.port = int(m.group(2))
+                # Keep reading its output: a full pipe would block the broker.
+                threading.Thread(target=self._drain, args=(self.proc, self.output),
+                                 daemon=True).start()
                 return self
         raise AssertionError("broker did not start:\n" + "".join(self.output))
+
+    @staticmethod
+    def _drain(proc, output):
+        for line in proc.stdout:
+            output.append(line)
 
     @property
     def bootstrap_servers(self):

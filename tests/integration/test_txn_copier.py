@@ -1,0 +1,207 @@
+"""Exactly-once end to end, in the style of Kafka's transactions_test.py: a
+transactional copier process (tests/integration/txn_copier.py) copies a
+numbered input topic to an output topic while the test SIGKILLs and
+restarts the broker and the copier. Afterwards the committed output is the
+input exactly once, in order per partition, and a read_committed consumer
+that ran through all of it saw exactly that: no duplicate, no record of an
+aborted transaction."""
+
+import subprocess
+import sys
+import threading
+import time
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from tests.integration.conftest import wait_for
+
+PARTITIONS = 3
+
+
+def create_topics(bs, *names):
+    admin = AdminClient({"bootstrap.servers": bs})
+    for f in admin.create_topics([NewTopic(n, PARTITIONS, 1) for n in names]).values():
+        f.result(10)
+
+
+def seed(bs, topic, per_partition):
+    """Numbered records `p-i` on every partition: {partition: [value, ...]}."""
+    p = Producer({"bootstrap.servers": bs, "enable.idempotence": True, "linger.ms": 5})
+    sent = {}
+    for part in range(PARTITIONS):
+        sent[part] = [b"%d-%06d" % (part, i) for i in range(per_partition)]
+        for value in sent[part]:
+            p.produce(topic, key=value, value=value, partition=part)
+            p.poll(0)
+    assert p.flush(30) == 0
+    return sent
+
+
+class CopierProcess:
+    """One run of txn_copier.py; its output is read on a thread so the
+    test can wait for its progress (`committed N`) and its end."""
+
+    def __init__(self, bs, client, transaction_size, total, tag):
+        self.args = [sys.executable, "-m", "tests.integration.txn_copier", "--client", client,
+                     "--bootstrap", bs, "--input", "input", "--output", "output",
+                     "--group", "copier", "--transactional-id", f"copier-{tag}",
+                     "--transaction-size", str(transaction_size)]
+        self.total = total
+        self.lines = []
+        self.progress = 0
+        self.proc = None
+
+    def start(self):
+        self.proc = subprocess.Popen(self.args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     text=True)
+        threading.Thread(target=self._read, args=(self.proc,), daemon=True).start()
+        return self
+
+    def _read(self, proc):
+        for line in proc.stdout:
+            self.lines.append(line)
+            if line.startswith("committed "):
+                self.progress = max(self.progress, int(line.split()[1]))
+
+    def kill(self):
+        self.proc.kill()
+        self.proc.wait(10)
+
+    def exited(self):
+        return self.proc.poll() is not None
+
+    def output(self):
+        return "".join(self.lines[-40:])
+
+
+class CommittedReader:
+    """A read_committed consumer on every output partition from offset 0,
+    running on a thread through broker restarts: every record it is handed,
+    as {partition: [(offset, value)]}."""
+
+    def __init__(self, bs, topic):
+        self.got = {p: [] for p in range(PARTITIONS)}
+        self.errors = []
+        self._stop = threading.Event()
+        self._consumer = Consumer({
+            "bootstrap.servers": bs, "group.id": "reader", "enable.auto.commit": False,
+            "isolation.level": "read_committed", "reconnect.backoff.max.ms": 500,
+        })
+        self._consumer.assign([TopicPartition(topic, p, 0) for p in range(PARTITIONS)])
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        while not self._stop.is_set():
+            m = self._consumer.poll(0.1)
+            if m is None:
+                continue
+            if m.error():
+                if m.error().fatal():  # not the broker's restarts, which it rides out
+                    self.errors.append(m.error())
+                continue
+            self.got[m.partition()].append((m.offset(), m.value()))
+
+    def count(self):
+        return sum(len(v) for v in self.got.values())
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join(10)
+        self._consumer.close()
+
+
+def read_to_end(bs, topic, isolation):
+    """Every record of every partition up to its end for `isolation`
+    (the LSO for read_committed): {partition: [(offset, value)]}."""
+    c = Consumer({"bootstrap.servers": bs, "group.id": "final", "enable.auto.commit": False,
+                  "enable.partition.eof": True, "isolation.level": isolation})
+    c.assign([TopicPartition(topic, p, 0) for p in range(PARTITIONS)])
+    got = {p: [] for p in range(PARTITIONS)}
+    at_end = set()
+    deadline = time.monotonic() + 15
+    try:
+        while len(at_end) < PARTITIONS:
+            assert time.monotonic() < deadline, f"no end of {topic} in 15 s (ends at {at_end})"
+            m = c.poll(1)
+            if m is None:
+                continue
+            if m.error():
+                assert m.error().code() == -191, m.error()  # _PARTITION_EOF
+                at_end.add(m.partition())
+                continue
+            got[m.partition()].append((m.offset(), m.value()))
+    finally:
+        c.close()
+    return got
+
+
+def run_copy(broker_process, client, per_partition, transaction_size, schedule):
+    """Seed, copy with `client` while doing `schedule` [(fraction copied,
+    action)], and check exactly-once. Returns how many records the
+    read_uncommitted output holds beyond the input (aborted copies)."""
+    broker = broker_process().start()
+    bs = broker.bootstrap_servers
+    create_topics(bs, "input", "output")
+    sent = seed(bs, "input", per_partition)
+    total = PARTITIONS * per_partition
+    reader = CommittedReader(bs, "output")
+    copier = CopierProcess(bs, client, transaction_size, total, client).start()
+    try:
+        for fraction, action in schedule:
+            wait_for(lambda: copier.progress >= fraction * total or copier.exited(), timeout=30,
+                     message=f"copier progress {fraction:.0%}")
+            assert not copier.exited(), f"copier ended before {action}:\n{copier.output()}"
+            if action == "kill broker":
+                broker.kill()
+                broker.start()
+            elif action == "stop broker":
+                assert broker.stop() == 0
+                broker.start()
+            elif action == "kill copier":
+                copier.kill()
+                copier.start()
+        copier.proc.wait(40)
+        assert copier.proc.returncode == 0 and "done\n" in copier.lines, copier.output()
+        wait_for(lambda: reader.count() >= total, timeout=20,
+                 message=f"the read_committed reader to get {total} records (has {reader.count()})")
+    finally:
+        if not copier.exited():
+            copier.kill()
+        reader.stop()
+
+    final = read_to_end(bs, "output", "read_committed")
+    for part in range(PARTITIONS):
+        values = [v for _, v in final[part]]
+        assert values == sent[part], (
+            f"partition {part}: {len(values)} committed records, {len(set(values))} distinct, "
+            f"{len(sent[part])} sent; first difference at "
+            f"{next((i for i, (a, b) in enumerate(zip(values, sent[part])) if a != b), None)}")
+        # The concurrent reader saw exactly the committed records, no more.
+        seen = reader.got[part]
+        assert seen == final[part], (
+            f"partition {part}: the running read_committed reader saw {len(seen)} records "
+            f"({len(set(v for _, v in seen))} distinct), {len(final[part])} are committed")
+    assert not reader.errors, reader.errors
+    everything = read_to_end(bs, "output", "read_uncommitted")
+    assert broker.stop() == 0
+    return sum(len(v) for v in everything.values()) - total
+
+
+def test_confluent_copier_survives_broker_and_copier_sigkills(broker_process):
+    extra = run_copy(broker_process, "confluent", per_partition=2000, transaction_size=300,
+                     schedule=[(0.10, "kill copier"), (0.20, "kill broker"),
+                               (0.35, "kill copier"), (0.50, "stop broker"),
+                               (0.65, "kill broker"), (0.80, "kill copier")])
+    print(f"{extra} records of aborted transactions in the output")
+
+
+def test_kafka_python_copier_survives_sigkills(broker_process):
+    run_copy(broker_process, "kafka-python", per_partition=500, transaction_size=200,
+             schedule=[(0.2, "kill copier"), (0.5, "kill broker")])
+
+
+def test_aiokafka_copier_survives_sigkills(broker_process):
+    run_copy(broker_process, "aiokafka", per_partition=500, transaction_size=200,
+             schedule=[(0.2, "kill copier"), (0.5, "kill broker")])
