@@ -66,4 +66,5 @@ def load_handlers() -> None:
         produce,
         producer_id,
         topics,
+        write_txn_markers,
     )
