@@ -6,7 +6,14 @@ reader may ask for (it moves with retention and DeleteRecords and is
 persisted in `log-start-offset` when it points inside a segment);
 `log_end_offset` is the next offset to assign; on a single node the
 `high_watermark` equals the log end offset. `recovery_point` is the offset
-below which everything is fsynced.
+below which everything is fsynced. `last_stable_offset` is the first offset
+of the earliest transaction still open here, else the high watermark
+(read_committed readers see nothing at or past it); ABORT markers add an
+entry to their segment's `.txnindex` (txn_index.py), which
+`aborted_transactions` answers from. The producer state, open
+transactions included, is built on first use (transactions.py); the
+`.txnindex` files are rebuilt at load where recovery re-read a segment or
+the file is missing or suspect.
 
 Threads: the broker's loop thread appends and reads; the flusher thread
 calls `flush()`; the maintenance thread applies retention and swaps in
@@ -19,7 +26,8 @@ import logging
 import struct
 import threading
 import time
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
+from operator import attrgetter, itemgetter
 from typing import NamedTuple
 
 from strom.records.batch import (
@@ -32,11 +40,17 @@ from strom.records.batch import (
 )
 from strom.records.codecs import MAX_DECOMPRESSED_BYTES
 from strom.records.control import build_control_batch
-from strom.storage import checkpoint, files, producer_state
+from strom.storage import checkpoint, files, producer_state, transactions
 from strom.storage.config import LogConfig
-from strom.storage.errors import LogWriteError, OffsetOutOfRangeError, RecordTooLargeError
+from strom.storage.errors import (
+    LogWriteError,
+    OffsetOutOfRangeError,
+    RecordTooLargeError,
+    SuspectIndexError,
+)
 from strom.storage.producer_state import ProducerStateTable
 from strom.storage.segment import Segment, chain_end
+from strom.storage.txn_index import AbortedTxn
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +65,12 @@ class AppendResult(NamedTuple):
 
 
 _OFFSET = struct.Struct(">q")
+_INDEX_SUFFIXES = (files.INDEX_SUFFIX, files.TIME_INDEX_SUFFIX, files.TXN_INDEX_SUFFIX)
 _SCRUB_STEP = 1024 * 1024  # bytes checked per hold of the log's lock
+
+
+_LAST_OFFSET = attrgetter("last_offset")
+_SECOND = itemgetter(1)
 
 
 def now_ms() -> int:
@@ -122,21 +141,24 @@ class PartitionLog:
             for b in covered:
                 log.info("%s: deleting segment %d, merged into %d by a compaction a crash "
                          "interrupted", self.directory, b, base)
-                for s in (files.INDEX_SUFFIX, files.TIME_INDEX_SUFFIX, files.LOG_SUFFIX):
+                for s in (files.INDEX_SUFFIX, files.TIME_INDEX_SUFFIX, files.TXN_INDEX_SUFFIX,
+                          files.LOG_SUFFIX):
                     self.medium.remove(f"{self.directory}/{files.segment_name(b, s)}")
                 bases.discard(b)
             if covered:
                 self.medium.sync_dir(self.directory)
             self.medium.rename(path, path[: -len(files.SWAP_SUFFIX)])
-            for s in (files.INDEX_SUFFIX, files.TIME_INDEX_SUFFIX):
+            for s in (files.INDEX_SUFFIX, files.TIME_INDEX_SUFFIX, files.TXN_INDEX_SUFFIX):
                 self.medium.remove(f"{self.directory}/{files.segment_name(base, s)}")
             bases.add(base)
             clean = False
         for name in names:  # indexes whose log is gone are garbage
             parsed = files.parse_segment_name(name)
-            if parsed and parsed[1] in (files.INDEX_SUFFIX, files.TIME_INDEX_SUFFIX) \
-                    and parsed[0] not in bases:
+            if parsed and parsed[1] in _INDEX_SUFFIXES and parsed[0] not in bases:
                 self.medium.remove(f"{self.directory}/{name}")
+        # (a finished swap removed its own `.txnindex` above: rebuilt below)
+        txn_indexed = {p[0] for p in map(files.parse_segment_name, names)
+                       if p and p[1] == files.TXN_INDEX_SUFFIX and p[0] not in swapped}
         stored_start = self._read_log_start_offset()
         for base in sorted(bases):
             self.segments.append(self._new_segment(base))
@@ -147,16 +169,21 @@ class PartitionLog:
         if not clean and recovery_point is not None:
             first_to_recover = max(bisect_right(self.bases, recovery_point) - 1, 0)
         self.segments[-1].active = True
+        txn_rebuild_from = None  # the first segment whose `.txnindex` is rebuilt
         for i, seg in enumerate(self.segments):
             if clean or i < first_to_recover:
                 seg.load()
-                continue
-            # Only the active segment's end is cut: damage in an earlier one
-            # is quarantined, and the intact segments after it stay.
-            cut = seg.recover(truncate_tail=seg.active)
-            if cut:
-                log.warning("%s: recovery truncated %d bytes of segment %d; now ends at offset %d",
-                            self.directory, cut, seg.base_offset, seg.next_offset)
+                if self._load_txn_index(seg, seg.base_offset in txn_indexed):
+                    continue
+            else:
+                # Only the active segment's end is cut: damage in an earlier one
+                # is quarantined, and the intact segments after it stay.
+                cut = seg.recover(truncate_tail=seg.active)
+                if cut:
+                    log.warning("%s: recovery truncated %d bytes of segment %d; now ends at "
+                                "offset %d", self.directory, cut, seg.base_offset, seg.next_offset)
+            if txn_rebuild_from is None:
+                txn_rebuild_from = seg
         if self.log_end_offset < stored_start:
             # DeleteRecords fsyncs the data below the new start before it
             # writes the file, so only damage puts the start past the end:
@@ -184,8 +211,27 @@ class PartitionLog:
         self.recovery_point = self.log_end_offset
         # A snapshot past what recovery left describes lost batches.
         producer_state.delete_snapshots_after(self.medium, self.directory, self.log_end_offset)
+        if txn_rebuild_from is not None:
+            first = max(bisect_left(self.bases, txn_rebuild_from.base_offset), 0)
+            self._producers = transactions.rebuild(self, min(first, len(self.segments) - 1))
         if not clean:
             self.flush()
+
+    def _load_txn_index(self, seg: Segment, exists: bool) -> bool:
+        """Load a trusted segment's `.txnindex`; False if it must be rebuilt."""
+        if not exists:
+            if seg.is_empty:
+                return True  # nothing to index (an empty file is created with the segment)
+            log.info("%s: segment %d has no transaction index: rebuilding it",
+                     self.directory, seg.base_offset)
+            return False
+        try:
+            seg.txn_index.load(seg.base_offset, seg.next_offset, seg.size)
+            return True
+        except (SuspectIndexError, OSError) as e:
+            log.warning("%s: transaction index of segment %d: %s; rebuilding it",
+                        self.directory, seg.base_offset, e)
+            return False
 
     def _read_log_start_offset(self) -> int:
         path = f"{self.directory}/{files.LOG_START_OFFSET_FILE}"
@@ -266,7 +312,8 @@ class PartitionLog:
                 header = validate_batch(view, pos, strict=validate, base_offset=offset,
                                         max_decompressed=max_decompressed)
                 size = header[1] + LOG_OVERHEAD
-                if header.producer_id >= 0 and header.base_sequence >= 0:
+                if header.producer_id >= 0 and (header.base_sequence >= 0
+                                                or header.is_transactional):
                     duplicate = self.producer_state.check(header)
                     if duplicate is not None:
                         return AppendResult(duplicate[0], duplicate[1], -1, self.log_start_offset,
@@ -306,7 +353,8 @@ class PartitionLog:
                 self._undo = None
             if self._producers is not None:
                 for _, h in positioned:
-                    if h.producer_id >= 0 and h.base_sequence >= 0:
+                    # idempotent, or transactional data (0x10 set, 0x20 control clear)
+                    if h.producer_id >= 0 and (h.base_sequence >= 0 or h.attributes & 0x30 == 0x10):
                         self._producers.update(h)
             self.unflushed_messages += offset - first.base_offset
             if self.first_unflushed_ms is None:
@@ -324,21 +372,82 @@ class PartitionLog:
                       coordinator_epoch: int, now: int | None = None) -> AppendResult:
         """Write the COMMIT or ABORT control batch that ends `producer_id`'s
         transaction in this partition (the transaction coordinator's
-        WriteTxnMarkers)."""
-        batch = build_control_batch(producer_id, producer_epoch, commit, coordinator_epoch,
-                                    now_ms() if now is None else now)
-        return self.append(batch, validate=False)
+        WriteTxnMarkers). Raises InvalidProducerEpochError for an epoch below
+        this partition's for the producer, CoordinatorFencedError for an
+        older coordinator epoch (the log is unchanged). A marker with no
+        transaction open is written all the same (a retry after a crash is
+        harmless) and ends nothing."""
+        with self._lock:
+            table = self.producer_state
+            table.check_marker(producer_id, producer_epoch, coordinator_epoch)
+            timestamp = now_ms() if now is None else now
+            batch = build_control_batch(producer_id, producer_epoch, commit, coordinator_epoch,
+                                        timestamp)
+            result = self.append(batch, validate=False, now=now)
+            first = table.end_txn(producer_id, producer_epoch, coordinator_epoch, timestamp)
+            if not commit and first >= 0:
+                lso = table.first_unstable_offset
+                self.active.txn_index.append(AbortedTxn(
+                    producer_id, first, result.base_offset,
+                    result.base_offset + 1 if lso is None else lso))
+            return result
 
     @property
     def last_stable_offset(self) -> int:
         """The first offset of the earliest open transaction, else the high
-        watermark: read_committed readers see nothing at or past it."""
-        return self.high_watermark
+        watermark: read_committed readers see nothing at or past it. Read on
+        every read_committed Fetch: the first open transaction is kept at
+        the front of the producer table's `ongoing` (no scan)."""
+        with self._lock:
+            table = self._producers
+            if table is None:
+                table = self.producer_state
+            for first in table.ongoing.values():
+                return first
+            return self.log_end_offset
 
     def aborted_transactions(self, start_offset: int, end_offset: int) -> list[tuple[int, int]]:
         """(producer_id, first_offset) of the aborted transactions that hold
-        offsets in [start_offset, end_offset), by first offset."""
-        return []
+        offsets in [start_offset, end_offset), by first offset. Their
+        markers are at or after `start_offset`, so the search starts at the
+        segment holding it and stops at an entry whose LSO is past the range."""
+        out = []
+        with self._lock:
+            i = max(bisect_right(self.bases, start_offset) - 1, 0)
+            for seg in self.segments[i:]:
+                entries = seg.txn_index.entries
+                for k in range(bisect_left(entries, start_offset, key=_LAST_OFFSET), len(entries)):
+                    e = entries[k]
+                    if e.first_offset < end_offset:
+                        out.append((e.producer_id, e.first_offset))
+                    if e.last_stable_offset >= end_offset:
+                        out.sort(key=_SECOND)
+                        return out
+        out.sort(key=_SECOND)
+        return out
+
+    def ongoing_transactions(self) -> dict[int, int]:
+        """{producer_id: first offset} of the transactions open here."""
+        with self._lock:
+            return dict(self.producer_state.ongoing)
+
+    def producers(self) -> list[dict]:
+        """The producers this partition knows (DescribeProducers)."""
+        with self._lock:
+            return [
+                {"producer_id": pid, "producer_epoch": e.epoch, "last_sequence": e.last_sequence,
+                 "last_timestamp": e.last_timestamp, "coordinator_epoch": e.coordinator_epoch,
+                 "current_txn_start_offset": e.current_txn_first_offset}
+                for pid, e in sorted(self.producer_state.producers.items())
+            ]
+
+    def expire_producers(self, now: int, expiration_ms: int) -> int:
+        """Forget producers idle for producer.id.expiration.ms with no open
+        transaction (the maintenance pass). Returns how many went."""
+        with self._lock:
+            if self._closed or self._producers is None:
+                return 0
+            return self._producers.expire(now, expiration_ms)
 
     def _write_failed(self, seg: Segment, good_size: int, error: OSError) -> None:
         """A write failed part-way (ENOSPC, EIO): cut the segment back to
@@ -375,16 +484,9 @@ class PartitionLog:
         """Built on first use: the newest snapshot, then the batch headers
         after it (producer_state.py)."""
         if self._producers is None:
-            loaded = producer_state.load_snapshot(self.medium, self.directory, self.log_end_offset)
-            start, table = loaded if loaded else (-1, ProducerStateTable())
-            for seg in self.segments:
-                if seg.next_offset <= start:
-                    continue
-                for _, header in seg.headers():
-                    if header.producer_id >= 0 and header.base_sequence >= 0 \
-                            and header.base_offset >= start:
-                        table.update(header)
-            self._producers = table
+            with self._lock:
+                if self._producers is None:
+                    self._producers = transactions.load_producers(self)
         return self._producers
 
     def snapshot_producers(self) -> bool:
@@ -398,7 +500,8 @@ class PartitionLog:
                     or self.active.base_offset <= self._snapshot_offset
                     or offset > self.recovery_point or self._werr):
                 return False
-            producer_state.write_snapshot(self.medium, self.directory, offset, self._producers)
+            producer_state.write_snapshot(self.medium, self.directory, offset, self._producers,
+                                          keep_at_most=self.active.base_offset)
             self._snapshot_offset = offset
             return True
 
@@ -450,6 +553,7 @@ class PartitionLog:
         (Segment.on_cut, under the lock.) A flush in flight must not raise
         the recovery point back over offsets that will be given again."""
         self._forget_producers()
+        self.active.txn_index.truncate_to(self.log_end_offset)
         self.recovery_point = min(self.recovery_point, self.log_end_offset)
         self._cut_count += 1
 
@@ -677,7 +781,8 @@ class PartitionLog:
             if self._producers is not None:  # everything below the log end is fsynced
                 try:
                     producer_state.write_snapshot(self.medium, self.directory,
-                                                  self.log_end_offset, self._producers)
+                                                  self.log_end_offset, self._producers,
+                                                  keep_at_most=self.active.base_offset)
                 except OSError as e:  # derived data: the next start scans the log instead
                     log.warning("%s: producer state snapshot not written: %s", self.directory, e)
         with self._flush_lock, self._lock:

@@ -1,11 +1,13 @@
-"""One segment of a partition log: `.log` + `.index` + `.timeindex`.
+"""One segment of a partition log: `.log` + `.index` + `.timeindex` + `.txnindex`.
 
 The `.log` holds whole RecordBatch v2 batches back to back, exactly as
 Kafka stores them (see strom.records.batch for the layout); every batch's
 base_offset is absolute. The segment's base offset is the first offset it
 may hold and names its files. The indexes (see strom.storage.index) are
 rebuilt from the `.log` whenever they fail their sanity checks, and always
-by `recover()`.
+by `recover()`. The `.txnindex` (strom.storage.txn_index) needs the
+producers' transaction state to rebuild, so the owning log rebuilds it
+(transactions.rebuild); the segment only holds, truncates and deletes it.
 
 Damage (see strom.storage.damage): batches read from disk are trusted only
 once checked. Recovery checks every batch; after a clean load nothing below
@@ -44,6 +46,7 @@ from strom.storage import files
 from strom.storage.damage import Damage, SegmentDamage, find_intact, plausible
 from strom.storage.errors import SuspectIndexError
 from strom.storage.index import OffsetIndex, TimeIndex
+from strom.storage.txn_index import TxnIndex
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +82,7 @@ class Segment(SegmentDamage):
         self.log_file = medium.open(self.path(files.LOG_SUFFIX))
         self.offset_index = OffsetIndex(medium.open(self.path(files.INDEX_SUFFIX)))
         self.time_index = TimeIndex(medium.open(self.path(files.TIME_INDEX_SUFFIX)))
+        self.txn_index = TxnIndex(medium.open(self.path(files.TXN_INDEX_SUFFIX)))
         self.next_offset = base_offset
         self.max_timestamp = -1
         self.first_batch_timestamp: int | None = None
@@ -496,6 +500,7 @@ class Segment(SegmentDamage):
         removed = self.size - pos
         self.log_file.truncate(pos)
         self.rebuild_indexes()
+        self.txn_index.truncate_to(self.next_offset)
         return removed
 
     def sync(self, indexes: bool = False) -> None:
@@ -506,6 +511,11 @@ class Segment(SegmentDamage):
         self.log_file.sync()
         if indexes:
             self._write_indexes(sync=True)
+            try:
+                self.txn_index.sync()
+            except OSError as e:  # derived: an unclean stop rebuilds it
+                log.warning("%s: fsync of its transaction index failed: %s",
+                            self.path(files.LOG_SUFFIX), e)
 
     def _write_indexes(self, sync: bool = False) -> None:
         """Write (and fsync) the pending index entries. A failure (a full
@@ -523,13 +533,20 @@ class Segment(SegmentDamage):
 
     def close(self) -> None:
         self._write_indexes()
+        if self.txn_index.failed:
+            try:
+                self.txn_index.reset(self.txn_index.entries)
+            except OSError:  # missing is rebuilt at load; incomplete would be trusted
+                self.medium.remove(self.path(files.TXN_INDEX_SUFFIX))
         self.log_file.close()
         self.offset_index.close()
         self.time_index.close()
+        self.txn_index.close()
 
     def delete(self) -> None:
         self.close()
-        for suffix in (files.LOG_SUFFIX, files.INDEX_SUFFIX, files.TIME_INDEX_SUFFIX):
+        for suffix in (files.LOG_SUFFIX, files.INDEX_SUFFIX, files.TIME_INDEX_SUFFIX,
+                       files.TXN_INDEX_SUFFIX):
             self.medium.remove(self.path(suffix))
 
 

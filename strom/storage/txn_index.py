@@ -1,0 +1,107 @@
+"""The aborted-transaction index of one segment: `.txnindex`, Kafka's layout.
+
+One entry per transaction aborted by an ABORT marker in this segment, in
+the order the markers were written (so `last_offset` only grows). Each
+entry is 34 bytes, big-endian, as Kafka's AbortedTxn:
+
+    version            int16   0
+    producer_id        int64
+    first_offset       int64   the transaction's first offset in this partition
+    last_offset        int64   the offset of its ABORT marker
+    last_stable_offset int64   the LSO right after the marker was written
+
+read_committed fetches use it to tell the client which producers' batches
+to drop (PartitionLog.aborted_transactions): an entry concerns a fetch of
+[start, end) when `last_offset >= start and first_offset < end`, and
+`last_stable_offset >= end` says no later entry can (every transaction
+still open then started at or after it).
+
+Derived data, like the other indexes: kept in memory, written (one entry
+at a time: one per ABORT marker) to the file, fsynced with the segment's
+other indexes when the segment leaves the active role, rebuilt by the
+log's recovery (transactions.rebuild) after an unclean stop, or when the
+file is missing or fails `load`'s checks. A file is never a reason to
+change the log. Written only under the log's lock.
+"""
+
+import struct
+from typing import NamedTuple
+
+from strom.storage.errors import SuspectIndexError
+
+ENTRY = struct.Struct(">hqqqq")
+ENTRY_SIZE = ENTRY.size  # 34
+VERSION = 0
+# The smallest batch a marker can be (header + one record): bounds how many
+# entries a segment of a given size can hold, so a hostile file is refused
+# before it is read, not after.
+_MIN_MARKER_BYTES = 61 + 8
+
+
+class AbortedTxn(NamedTuple):
+    producer_id: int
+    first_offset: int
+    last_offset: int
+    last_stable_offset: int
+
+
+class TxnIndex:
+    def __init__(self, file):
+        self._file = file
+        self.entries: list[AbortedTxn] = []
+        # A write failed: the file may lack entries, so the segment rewrites
+        # it at close, or deletes it (a missing file is rebuilt at load).
+        self.failed = False
+
+    def load(self, base_offset: int, next_offset: int, log_size: int) -> None:
+        """Read and check the file against the segment it indexes; raise
+        SuspectIndexError if it cannot be right (the caller rebuilds it)."""
+        size = self._file.size
+        if size % ENTRY_SIZE:
+            raise SuspectIndexError(f"transaction index size {size} is not a multiple of {ENTRY_SIZE}")
+        if size // ENTRY_SIZE > log_size // _MIN_MARKER_BYTES:
+            raise SuspectIndexError("transaction index has more entries than the log has markers")
+        entries, last = [], base_offset - 1
+        for version, pid, first, last_offset, lso in ENTRY.iter_unpack(self._file.pread(0, size)):
+            if (version != VERSION or pid < 0 or first < 0 or first > last_offset
+                    or last_offset <= last or last_offset >= next_offset
+                    or not 0 <= lso <= last_offset + 1):
+                raise SuspectIndexError(f"transaction index entry ({pid}, {first}, {last_offset}) "
+                                        "does not fit the segment")
+            entries.append(AbortedTxn(pid, first, last_offset, lso))
+            last = last_offset
+        self.entries = entries
+
+    def append(self, entry: AbortedTxn) -> None:
+        self.entries.append(entry)
+        if self.failed:
+            return
+        data = ENTRY.pack(VERSION, *entry)
+        try:
+            self._file.append([data], len(data))
+        except OSError:
+            self.failed = True  # the entry is in memory; the file is fixed at close
+
+    def reset(self, entries: list[AbortedTxn] = ()) -> None:
+        """Replace every entry (a rebuild, or a cleaned segment's survivors)."""
+        self.entries = list(entries)
+        self._file.truncate(0)
+        if self.entries:
+            data = b"".join(ENTRY.pack(VERSION, *e) for e in self.entries)
+            self._file.append([data], len(data))
+        self.failed = False
+
+    def truncate_to(self, offset: int) -> None:
+        """Drop the entries whose marker is at or past `offset`."""
+        kept = [e for e in self.entries if e.last_offset < offset]
+        if len(kept) != len(self.entries):
+            try:
+                self.reset(kept)
+            except OSError:
+                self.entries, self.failed = kept, True
+
+    def sync(self) -> None:
+        self._file.sync()
+
+    def close(self) -> None:
+        self._file.close()
