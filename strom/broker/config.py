@@ -69,6 +69,14 @@ class BrokerConfig:
     # so a rebalance settles in a few seconds.
     group_consumer_heartbeat_interval_ms: int = 1000
     group_consumer_session_timeout_ms: int = 45_000
+    # Transactions (Kafka's names and defaults): the longest
+    # transaction.timeout.ms a producer may ask for; how often timed-out
+    # transactions are aborted; how long an idle transactional id is kept,
+    # and how often that is checked.
+    transaction_max_timeout_ms: int = 900_000
+    transaction_abort_timed_out_transaction_cleanup_interval_ms: int = 10_000
+    transactional_id_expiration_ms: int = 7 * 24 * 3600 * 1000
+    transaction_remove_expired_transaction_cleanup_interval_ms: int = 3_600_000
     log_level: str = "INFO"
     topic_defaults: dict[str, str] = field(default_factory=dict)
 

@@ -66,5 +66,6 @@ def load_handlers() -> None:
         produce,
         producer_id,
         topics,
+        transactions,
         write_txn_markers,
     )

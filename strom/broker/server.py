@@ -55,7 +55,13 @@ class Broker:
             consumer_session_timeout_ms=cfg.group_consumer_session_timeout_ms,
         )
         await self.groups.start()
-        self.txns = TransactionCoordinator(self.logs, self.wait_durable, self.groups, self.notifier)
+        self.txns = TransactionCoordinator(
+            self.logs, self.wait_durable, self.groups, self.notifier,
+            transaction_max_timeout_ms=cfg.transaction_max_timeout_ms,
+            transactional_id_expiration_ms=cfg.transactional_id_expiration_ms,
+            abort_timed_out_interval_ms=cfg.transaction_abort_timed_out_transaction_cleanup_interval_ms,
+            remove_expired_interval_ms=cfg.transaction_remove_expired_transaction_cleanup_interval_ms,
+        )
         await self.txns.start()
         self._server = await self.loop.create_server(
             lambda: Connection(self), cfg.host, cfg.port, reuse_address=True

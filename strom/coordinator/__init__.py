@@ -8,8 +8,7 @@ CreateTopics, CreatePartitions or DeleteTopics on one is refused."""
 
 from strom.coordinator.coordinator import GroupCoordinator
 from strom.coordinator.records import OFFSETS_TOPIC
-
-TRANSACTION_STATE_TOPIC = "__transaction_state"
+from strom.coordinator.txn_records import TRANSACTION_STATE_TOPIC
 INTERNAL_TOPICS = frozenset({OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC})
 
 

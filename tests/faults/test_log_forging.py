@@ -28,7 +28,7 @@ def test_client_strings_are_escaped_in_the_log(broker_process):
             read_frame(s)
     assert proc.stop() == 0
     output = "".join(proc.output) + proc.proc.stdout.read()
-    assert "transactions are not supported" in output  # the line with client strings was written
+    assert "transactional id x\\n" in output  # the line with client strings was written
     assert "group x\\n" in output
     lines = output.splitlines()
     assert not [line for line in lines if "FORGED" in line and not line.startswith("20")

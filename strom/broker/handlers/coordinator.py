@@ -1,9 +1,10 @@
-"""FindCoordinator (10): this node coordinates every group.
+"""FindCoordinator (10): this node coordinates every group and every
+transactional id.
 
-Key type 0 (group) is answered with this broker. Transactions are not
-supported yet, so a transactional key (type 1) gets INVALID_REQUEST: not
-retriable, the client fails fast instead of retrying forever. v4+ batches
-several keys.
+Key type 0 (group) and 1 (transaction) are answered with this broker, as
+Kafka answers them whatever the key (an empty transactional id is refused
+later, by InitProducerId). Other key types (2, share groups) have no
+coordinator here: INVALID_REQUEST. v4+ batches several keys.
 """
 
 from kio.schema.errors import ErrorCode
@@ -15,10 +16,10 @@ GROUP, TRANSACTION = 0, 1
 
 def _answer(broker, key, key_type) -> dict:
     host, port = broker.config.advertised
-    if key_type != GROUP:
+    if key_type not in (GROUP, TRANSACTION):
         return {"key": key, "node_id": -1, "host": "", "port": -1,
                 "error_code": ErrorCode.invalid_request,
-                "error_message": "transactions are not supported by this broker yet"}
+                "error_message": f"no coordinator of key type {key_type} on this broker"}
     return {"key": key, "node_id": broker.config.node_id, "host": host, "port": port,
             "error_code": 0, "error_message": None}
 

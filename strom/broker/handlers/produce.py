@@ -7,9 +7,18 @@ covers the append. An idempotent retry of a batch already in the log is
 answered with the original offsets and not written twice. Internal topics
 (`__consumer_offsets`) are written by the broker only: a client's produce
 to one is INVALID_TOPIC_EXCEPTION, as in Kafka.
+
+A transactional batch is accepted only from the current epoch of a
+producer whose open transaction holds the partition (the transaction
+coordinator's `check_partition`, Kafka's partition verification): else
+INVALID_TXN_STATE, or INVALID_PRODUCER_EPOCH for a fenced epoch, and
+nothing is appended, so no partition holds a transaction its coordinator
+will never end. Such a batch must be alone in its partition's records
+(Kafka allows one batch per partition from v3 on).
 """
 
 import logging
+import struct
 
 from kio.schema.errors import ErrorCode
 
@@ -23,6 +32,32 @@ from strom.records.errors import InvalidRecordError
 from strom.storage import StorageError
 
 log = logging.getLogger(__name__)
+
+_BATCH_LENGTH = struct.Struct(">i")  # at offset 8; the batch is 12 bytes longer
+_PRODUCER = struct.Struct(">qh")  # producer id, producer epoch at offset 43
+_ATTRIBUTES_LOW = 22  # low byte of the int16 attributes; 0x10 = transactional
+_HEADER_SIZE = 61
+
+
+def _transactional_producer(records) -> tuple[int, int] | None:
+    """(producer_id, producer_epoch) if the data holds a transactional
+    batch, else None. One batch (what every client sends) costs one length
+    read and one byte test; several are all looked at."""
+    end = len(records)
+    if end < _HEADER_SIZE:
+        return None  # not a batch: the append refuses it
+    size = _BATCH_LENGTH.unpack_from(records, 8)[0] + 12
+    if size >= end:
+        if not records[_ATTRIBUTES_LOW] & 0x10:
+            return None
+        return _PRODUCER.unpack_from(records, 43)
+    pos = 0
+    while pos + _HEADER_SIZE <= end:
+        if records[pos + _ATTRIBUTES_LOW] & 0x10:
+            raise InvalidRecordError("a transactional batch must be the only batch of its "
+                                     "partition in a produce request")
+        pos += max(_BATCH_LENGTH.unpack_from(records, pos + 8)[0] + 12, _HEADER_SIZE)
+    return None
 
 
 @api(0)
@@ -59,6 +94,16 @@ def handle_produce(ctx, request):
             try:
                 if part.records is None:
                     raise InvalidRecordError("produce request without records")
+                producer = _transactional_producer(part.records)
+                if producer is not None:
+                    code = broker.txns.check_partition(producer[0], producer[1], name, part.index)
+                    if code:
+                        entry["error_code"] = code
+                        entry["error_message"] = (f"producer {producer[0]} epoch {producer[1]}: "
+                                                  f"not in a transaction with this partition")
+                        log.warning("transactional produce to %s-%d from %r refused: %s",
+                                    printable(name), part.index, ctx.header.client_id, code.name)
+                        continue
                 result = plog.append(part.records)
             except (StorageError, InvalidRecordError) as e:
                 entry["error_code"] = error_code(e)

@@ -1,34 +1,33 @@
-"""InitProducerId (22): producer ids for idempotent producers.
+"""InitProducerId (22): producer ids for idempotent and transactional
+producers.
 
-A new producer gets a fresh id at epoch 0. A producer that sends its
-current id and epoch (KIP-360, v3+) gets the same id with the epoch
-bumped, which restarts its sequence numbers. Ids come from the
+Without a transactional id: a new producer gets a fresh id at epoch 0; one
+that sends its current id and epoch (KIP-360, v3+) gets the same id with
+the epoch bumped, which restarts its sequence numbers. Ids come from the
 LogManager, which persists their allocation in blocks so an id is never
 handed out twice, even across a crash.
 
-Transactional ids need a transaction coordinator, which this broker does
-not have yet: such requests get INVALID_REQUEST (not retriable, so the
-client fails at once with a clear error instead of retrying forever), and
-the refusal is logged.
-"""
+With a transactional id the transaction coordinator answers (a bump that
+fences the id's previous producer, aborting its open transaction first).
+Clients before v4 do not know PRODUCER_FENCED: they get
+INVALID_PRODUCER_EPOCH, as Kafka answers them.
 
-import logging
+Served up to v5: v6 adds KIP-939's two-phase commit (enable_2pc,
+keep_prepared_txn), which this broker does not implement.
+"""
 
 from kio.schema.errors import ErrorCode
 
 from strom.broker.router import api
+from strom.protocol.build import ms
 
-log = logging.getLogger(__name__)
 _EPOCH_MAX = 2**15 - 1
 
 
-@api(22)
+@api(22, max_version=5)
 def handle_init_producer_id(ctx, request):
     if request.transactional_id is not None:
-        log.warning("client %r asked for transactional id %r: transactions are not supported yet",
-                    ctx.header.client_id, request.transactional_id)
-        return ctx.respond({"throttle_time": 0, "error_code": ErrorCode.invalid_request,
-                            "producer_id": -1, "producer_epoch": -1})
+        return _transactional(ctx, request)
     producer_id = getattr(request, "producer_id", -1)
     epoch = getattr(request, "producer_epoch", -1)
     if producer_id >= 0 and 0 <= epoch < _EPOCH_MAX:
@@ -36,4 +35,14 @@ def handle_init_producer_id(ctx, request):
     else:
         producer_id, epoch = ctx.broker.logs.allocate_producer_id(), 0
     return ctx.respond({"throttle_time": 0, "error_code": 0,
+                        "producer_id": producer_id, "producer_epoch": epoch})
+
+
+async def _transactional(ctx, request):
+    error, producer_id, epoch = await ctx.broker.txns.init_producer_id(
+        request.transactional_id, ms(request.transaction_timeout),
+        getattr(request, "producer_id", -1), getattr(request, "producer_epoch", -1))
+    if error == ErrorCode.producer_fenced and ctx.version < 4:
+        error = ErrorCode.invalid_producer_epoch
+    return ctx.respond({"throttle_time": 0, "error_code": error,
                         "producer_id": producer_id, "producer_epoch": epoch})
