@@ -65,7 +65,9 @@ def load_handlers() -> None:
         offsets,
         produce,
         producer_id,
+        producers,
         topics,
         transactions,
+        txn_offsets,
         write_txn_markers,
     )

@@ -8,6 +8,12 @@ rebuilds offsets and groups at start-up. Membership during a rebalance is
 in memory, as in Kafka; the outcome (generation, leader, protocol,
 members and their assignments) is written when the leader syncs.
 
+Transactional offsets (TxnOffsetCommit) are written in a transactional
+batch and stay pending (txn_offsets.py) until the transaction's COMMIT or
+ABORT control batch in this topic is replayed; `_load` replays control
+batches as well, so a restart rebuilds pending and committed offsets
+exactly.
+
 Timers (one task, every 100 ms): members whose session timed out are
 removed, a rebalance past its deadline completes without the members that
 did not rejoin, and committed offsets of empty groups expire after
@@ -23,6 +29,7 @@ from kio.schema.errors import ErrorCode
 
 from strom.coordinator import records as rec
 from strom.coordinator.consumer_group import ConsumerGroups
+from strom.coordinator.txn_offsets import PendingOffsets, check_txn_commit
 from strom.coordinator.group import (
     COMPLETING_REBALANCE,
     DEAD,
@@ -36,7 +43,9 @@ from strom.logsafe import printable
 from strom.protocol.errors import KafkaError, error_for
 from strom.records import Record, build_batch
 from strom.records.batch import batch_records, iter_batches, validate_batch
+from strom.records.control import COMMIT, marker_of
 from strom.storage import LogWriteError, StorageError, UnknownTopicError
+from strom.storage.producer_state import InvalidProducerEpochError
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +67,13 @@ class GroupCoordinator:
         self.groups: dict[str, Group] = {}
         # group -> (topic, partition) -> {"offset", "leader_epoch", "metadata", "commit_timestamp"}
         self.offsets: dict[str, dict[tuple[str, int], dict]] = {}
+        # offset of the record each committed offset was replayed from: a
+        # transaction's offsets replace a commit only if written after it
+        self._offset_records: dict[rec.OffsetKey, int] = {}
+        self.pending_txn = PendingOffsets()
+        # producer id -> replays of its TxnOffsetCommits still in flight: a
+        # marker is replayed only after them (they are earlier in the log)
+        self._txn_writes: dict[int, set[asyncio.Future]] = {}
         self._timer: asyncio.Task | None = None
         self.plog = None  # __consumer_offsets-0, once it exists
         self._last_expiry = 0.0
@@ -115,13 +131,20 @@ class GroupCoordinator:
                     continue  # a compacted remnant before `offset`, or a bogus header
                 try:
                     validate_batch(data, pos)
-                    records = [] if header.is_control else batch_records(data, pos)
+                    if header.is_control:
+                        records, marker = [], marker_of(data, pos)
+                    else:
+                        records, marker = batch_records(data, pos), None
                 except Exception:  # noqa: BLE001 (any failure to decode is damage)
                     skip("a batch that does not decode", header.base_offset,
                          max(header.records_count, 1))
                     # Its header may be damaged too: move on, but not past the log end.
                     offset = max(offset + 1, min(header.next_offset, plog.log_end_offset))
                     continue
+                if marker is not None:
+                    self.replay_marker(header.producer_id, marker[0] == COMMIT)
+                    count += 1
+                txn_producer = header.producer_id if header.is_transactional else -1
                 for r in records:
                     if r.offset < offset:
                         continue
@@ -129,7 +152,8 @@ class GroupCoordinator:
                         if r.key is None:
                             raise rec.BadRecordError("a record without a key", "")
                         key = rec.decode_key(r.key)
-                        self.replay(key, rec.decode_value(key, r.value), loading=True)
+                        self.replay(key, rec.decode_value(key, r.value), loading=True,
+                                    producer_id=txn_producer, record_offset=r.offset)
                         count += 1
                     except rec.BadRecordError as e:
                         skip(e.kind, r.offset)
@@ -169,15 +193,24 @@ class GroupCoordinator:
             self._timer.cancel()
             self._timer = None
 
-    def replay(self, key, value: dict | None, loading: bool = False) -> None:
+    def replay(self, key, value: dict | None, loading: bool = False, producer_id: int = -1,
+               record_offset: int = -1) -> None:
+        """Apply one record. `producer_id` is that of a transactional batch
+        (else -1): its offsets stay pending until the producer's marker."""
         if isinstance(key, rec.OffsetKey):
+            if value is not None and producer_id >= 0:
+                self.pending_txn.add(producer_id, key, value, record_offset)
+                return
             offsets = self.offsets.setdefault(key.group, {})
             if value is None:
                 offsets.pop((key.topic, key.partition), None)
+                self._offset_records.pop(key, None)
+                self.pending_txn.remove_key(key)
                 if not offsets:
                     del self.offsets[key.group]
             else:
                 offsets[(key.topic, key.partition)] = value
+                self._offset_records[key] = record_offset
             return
         if value is None:
             group = self.groups.pop(key.group, None)
@@ -212,17 +245,36 @@ class GroupCoordinator:
                 if member is not None:
                     member.assignment = rec.unb64(m["assignment"])
 
-    async def _append(self, entries: list[tuple[object, dict | None]]) -> None:
-        """Write records to the offsets topic, wait for the fsync, replay."""
+    def replay_marker(self, producer_id: int, commit: bool) -> None:
+        """A COMMIT or ABORT control batch for `producer_id`: its pending
+        offsets become committed (unless a later commit replaced them), or
+        are dropped."""
+        pending = self.pending_txn.end(producer_id)
+        if not commit:
+            return
+        for key, (value, record_offset) in pending.items():
+            if self._offset_records.get(key, -1) < record_offset:
+                self.offsets.setdefault(key.group, {})[(key.topic, key.partition)] = value
+                self._offset_records[key] = record_offset
+
+    async def _append(self, entries: list[tuple[object, dict | None]], producer_id: int = -1,
+                      producer_epoch: int = -1) -> None:
+        """Write records to the offsets topic, wait for the fsync, replay.
+        With a producer id: one transactional batch of that producer's."""
         now = int(time.time() * 1000)
-        batch = build_batch([Record(rec.encode_key(k), rec.encode_value(v), now) for k, v in entries])
+        records = [Record(rec.encode_key(k), rec.encode_value(v), now) for k, v in entries]
         plog = self._offsets_log()
-        result = plog.append(batch)
+        if producer_id >= 0:
+            batch = build_batch(records, producer_id=producer_id, producer_epoch=producer_epoch,
+                                base_sequence=-1, is_transactional=True)
+            result = plog.append(batch, validate=False)
+        else:
+            result = plog.append(build_batch(records))
         error = await self.wait_durable(plog, result.last_offset + 1)
         if error is not None:
             raise error_for(ErrorCode.kafka_storage_error, str(error))
-        for key, value in entries:
-            self.replay(key, value)
+        for i, (key, value) in enumerate(entries):
+            self.replay(key, value, producer_id=producer_id, record_offset=result.base_offset + i)
 
     def _group_record(self, group: Group) -> tuple[rec.GroupKey, dict]:
         return rec.GroupKey(group.group_id), {
@@ -513,7 +565,8 @@ class GroupCoordinator:
             if group is not None and group.members:
                 continue
             for (topic, partition), value in offsets.items():
-                if now_ms - value["commit_timestamp"] > self.offsets_retention_ms:
+                if (now_ms - value["commit_timestamp"] > self.offsets_retention_ms
+                        and not self.pending_txn.has(group_id, topic, partition)):
                     doomed.append((rec.OffsetKey(group_id, topic, partition), None))
         if doomed and not await self._append_or_error("expiring offsets", doomed):
             log.info("expired %d committed offsets", len(doomed))
@@ -553,12 +606,16 @@ class GroupCoordinator:
             for topic, partition, offset, epoch, metadata in offsets
         ])
 
-    async def _append_or_error(self, what: str, entries) -> ErrorCode:
+    async def _append_or_error(self, what: str, entries, producer_id: int = -1,
+                               producer_epoch: int = -1) -> ErrorCode:
         """`_append`, with a failure of the offsets topic (disk, a config an
         admin set on it) answered with the code Kafka's coordinator uses
         for it, instead of failing the request."""
         try:
-            await self._append(entries)
+            await self._append(entries, producer_id, producer_epoch)
+        except InvalidProducerEpochError as e:  # a fenced transactional producer
+            log.info("%s: %s", what, e)
+            return ErrorCode.invalid_producer_epoch
         except (KafkaError, StorageError) as e:
             log.error("%s: the offsets topic refused the write: %s", what, e)
             if isinstance(e, UnknownTopicError):
@@ -568,16 +625,68 @@ class GroupCoordinator:
             return ErrorCode.unknown_server_error
         return ErrorCode.none
 
+    # -- transactional offsets (TxnOffsetCommit) ---------------------------------
+
+    async def txn_commit(self, group_id: str, producer_id: int, producer_epoch: int,
+                         member_id: str, generation_id: int, group_instance_id: str | None,
+                         offsets: list[tuple[str, int, int, int, str | None]]
+                         ) -> dict[tuple[str, int], ErrorCode]:
+        """Store `offsets` [(topic, partition, offset, leader_epoch, metadata)]
+        as pending offsets of `producer_id`'s open transaction (the caller
+        checked with the transaction coordinator that it has one, with
+        this group's offsets in it): one transactional batch, durable
+        before the answer."""
+        error = ErrorCode.invalid_group_id if not group_id else check_txn_commit(
+            self.groups.get(group_id),
+            self.consumer_groups.check_commit(group_id, member_id, generation_id),
+            member_id, generation_id, group_instance_id)
+        if error or not offsets:
+            return {(t, p): error for t, p, *_ in offsets}
+        now = int(time.time() * 1000)
+        entries = [(rec.OffsetKey(group_id, topic, partition),
+                    {"offset": offset, "leader_epoch": epoch, "metadata": metadata or "",
+                     "commit_timestamp": now})
+                   for topic, partition, offset, epoch, metadata in offsets]
+        replayed = asyncio.get_running_loop().create_future()
+        writes = self._txn_writes.setdefault(producer_id, set())
+        writes.add(replayed)
+        try:
+            error = await self._append_or_error(
+                f"group {group_id}: transactional offsets of producer {producer_id}", entries,
+                producer_id, producer_epoch)
+        finally:
+            replayed.set_result(None)
+            writes.discard(replayed)
+            if not writes:
+                self._txn_writes.pop(producer_id, None)
+        return {(t, p): error for t, p, *_ in offsets}
+
     async def complete_txn(self, producer_id: int, producer_epoch: int, commit: bool,
                            coordinator_epoch: int) -> None:
         """The transaction coordinator ends `producer_id`'s transaction in
         the offsets topic: its marker is written, then replayed (pending
         transactional offsets become committed, or are dropped)."""
         plog = self._offsets_log()
-        result = plog.append_marker(producer_id, producer_epoch, commit, coordinator_epoch)
+        earlier = list(self._txn_writes.get(producer_id, ()))
+        try:
+            result = plog.append_marker(producer_id, producer_epoch, commit, coordinator_epoch)
+        except InvalidProducerEpochError as e:
+            raise error_for(ErrorCode.invalid_producer_epoch, str(e)) from e
+        except (StorageError, OSError) as e:
+            raise error_for(ErrorCode.kafka_storage_error, str(e)) from e
         error = await self.wait_durable(plog, result.last_offset + 1)
         if error is not None:
             raise error_for(ErrorCode.kafka_storage_error, str(error))
+        if earlier:
+            await asyncio.gather(*earlier)
+        self.replay_marker(producer_id, commit)
+
+    def pending_txn_partitions(self, group_id: str) -> set[tuple[str, int]]:
+        """(topic, partition) of the group's offsets pending in a transaction."""
+        return self.pending_txn.partitions(group_id)
+
+    def has_pending_txn_offset(self, group_id: str, topic: str, partition: int) -> bool:
+        return self.pending_txn.has(group_id, topic, partition)
 
     def committed(self, group_id: str) -> dict[tuple[str, int], dict]:
         return self.offsets.get(group_id, {})
@@ -585,18 +694,21 @@ class GroupCoordinator:
     async def delete_group(self, group_id: str) -> ErrorCode:
         group = self.groups.get(group_id)
         consumer = self.consumer_groups.groups.get(group_id)
-        if group is None and consumer is None and group_id not in self.offsets:
+        pending = self.pending_txn.partitions(group_id)
+        if group is None and consumer is None and group_id not in self.offsets and not pending:
             return ErrorCode.group_id_not_found
         if (group is not None and group.members) or (consumer is not None and consumer.members):
             return ErrorCode.non_empty_group
         self.consumer_groups.groups.pop(group_id, None)
-        entries = [(rec.OffsetKey(group_id, t, p), None) for t, p in self.committed(group_id)]
+        # As Kafka: pending transactional offsets are deleted too.
+        entries = [(rec.OffsetKey(group_id, t, p), None)
+                   for t, p in set(self.committed(group_id)) | pending]
         entries.append((rec.GroupKey(group_id), None))
         return await self._append_or_error(f"group {group_id}: deleting", entries)
 
     async def delete_offsets(self, group_id: str, partitions: list[tuple[str, int]]) -> dict:
         group = self.groups.get(group_id)
-        if group is None and group_id not in self.offsets:
+        if group is None and group_id not in self.offsets and not self.pending_txn.partitions(group_id):
             return {"error": ErrorCode.group_id_not_found}
         subscribed = group.subscribed_topics() if group and group.members else set()
         errors = {}
@@ -606,7 +718,8 @@ class GroupCoordinator:
                 errors[(topic, partition)] = ErrorCode.group_subscribed_to_topic
             else:
                 errors[(topic, partition)] = ErrorCode.none
-                if (topic, partition) in self.committed(group_id):
+                if ((topic, partition) in self.committed(group_id)
+                        or self.pending_txn.has(group_id, topic, partition)):
                     entries.append((rec.OffsetKey(group_id, topic, partition), None))
         if entries:
             error = await self._append_or_error(f"group {group_id}: deleting offsets", entries)

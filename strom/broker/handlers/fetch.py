@@ -8,7 +8,18 @@ on the partitions' append notifications. Record data goes into the
 response as the bytes read from the log, never concatenated
 (protocol/fetch_response.py). No fetch sessions: session_id 0 means
 "none", and clients then send full requests.
+
+isolation_level 1 (read_committed, KIP-98): only whole batches below the
+partition's last stable offset are returned, with the aborted
+transactions that overlap them (the client drops those batches itself,
+up to each one's ABORT marker), and a parked read_committed fetch waits
+until that much is stable, not merely appended: the transaction
+coordinator notifies a partition after each marker, which moves its LSO.
+last_stable_offset is the LSO at either level, as Kafka answers it.
 """
+
+import struct
+import time
 
 from kio.schema.errors import ErrorCode
 
@@ -17,6 +28,11 @@ from strom.broker.router import api
 from strom.protocol.build import ms
 from strom.protocol.fetch_response import FetchPartition, FetchTopic, encode_fetch_response
 from strom.storage import LogWriteError, OffsetOutOfRangeError
+
+READ_COMMITTED = 1
+# base_offset int64, batch_length int32 at 0; last_offset_delta int32 at 23
+_BASE_LENGTH = struct.Struct(">qi")
+_DELTA = struct.Struct(">i")
 
 
 def _resolve(logs, version, topic_req):
@@ -27,6 +43,7 @@ def _resolve(logs, version, topic_req):
 
 def _read(version, request, resolved, max_bytes) -> tuple[list[FetchTopic], int, list]:
     budget = min(request.max_bytes, max_bytes)
+    read_committed = request.isolation_level == READ_COMMITTED
     total = 0
     waitable = []
     topics = []
@@ -43,13 +60,17 @@ def _read(version, request, resolved, max_bytes) -> tuple[list[FetchTopic], int,
                                    else ErrorCode.unknown_topic_or_partition)
                 continue
             plog = topic.logs[p.partition]
-            part.high_watermark = part.last_stable_offset = plog.high_watermark
+            part.high_watermark = plog.high_watermark
+            part.last_stable_offset = plog.last_stable_offset
             part.log_start_offset = plog.log_start_offset
             limit = min(p.partition_max_bytes, budget - total)
             try:
-                # KIP-74: the first batch of the response comes whole even
-                # past the limits; after that, only what fits.
-                data = plog.read(p.fetch_offset, max(limit, 0), min_one=total == 0)
+                if read_committed:
+                    data = _read_committed(plog, part, p.fetch_offset, max(limit, 0), total == 0)
+                else:
+                    # KIP-74: the first batch of the response comes whole even
+                    # past the limits; after that, only what fits.
+                    data = plog.read(p.fetch_offset, max(limit, 0), min_one=total == 0)
             except OffsetOutOfRangeError:
                 part.error_code = ErrorCode.offset_out_of_range
                 part.records = b""
@@ -64,6 +85,30 @@ def _read(version, request, resolved, max_bytes) -> tuple[list[FetchTopic], int,
     return topics, total, waitable
 
 
+def _read_committed(plog, part: FetchPartition, fetch_offset: int, limit: int, min_one: bool):
+    """What a read_committed consumer may see at `fetch_offset`: the whole
+    batches below the LSO, and the aborted transactions among them (an
+    empty list, never null, as Kafka answers read_committed)."""
+    lso = part.last_stable_offset
+    part.aborted_transactions = []
+    if plog.log_start_offset <= fetch_offset and lso <= fetch_offset <= plog.log_end_offset:
+        return b""  # nothing stable yet: no read (a parked reader re-reads on every append)
+    data = plog.read(fetch_offset, limit, min_one=min_one)
+    end, end_offset, n = 0, fetch_offset, len(data)
+    while n - end >= 27:
+        base_offset, length = _BASE_LENGTH.unpack_from(data, end)
+        next_offset = base_offset + _DELTA.unpack_from(data, end + 23)[0] + 1
+        if next_offset > lso:
+            break  # the LSO falls on a batch boundary: this one and the rest are open
+        end += length + 12
+        end_offset = next_offset
+    if end < n:
+        data = data[:end]
+    if end:
+        part.aborted_transactions = plog.aborted_transactions(fetch_offset, end_offset)
+    return data
+
+
 @api(1, min_version=4)
 async def handle_fetch(ctx, request):
     broker = ctx.broker
@@ -74,6 +119,25 @@ async def handle_fetch(ctx, request):
     max_wait = ms(request.max_wait)
     has_error = any(p.error_code for t in topics for p in t.partitions)
     if total < request.min_bytes and max_wait > 0 and waitable and not has_error:
-        if await broker.notifier.wait_any(waitable, max_wait / 1000):
+        if request.isolation_level == READ_COMMITTED:
+            topics = await _wait_stable(broker, version, request, resolved, max_bytes,
+                                        topics, total, waitable, max_wait / 1000)
+        elif await broker.notifier.wait_any(waitable, max_wait / 1000):
             topics, total, waitable = _read(version, request, resolved, max_bytes)
     return RawResponse(encode_fetch_response(version, topics))
+
+
+async def _wait_stable(broker, version, request, resolved, max_bytes, topics, total, waitable,
+                       max_wait_s):
+    """Park until min_bytes are stable or max_wait passes. An append inside
+    an open transaction wakes the reader without moving the LSO: it reads
+    again (no I/O while nothing is stable) and parks for the rest of the wait."""
+    deadline = time.monotonic() + max_wait_s
+    while total < request.min_bytes:
+        left = deadline - time.monotonic()
+        if left <= 0 or not await broker.notifier.wait_any(waitable, left):
+            break
+        topics, total, waitable = _read(version, request, resolved, max_bytes)
+        if not waitable or any(p.error_code for t in topics for p in t.partitions):
+            break
+    return topics

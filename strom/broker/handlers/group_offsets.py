@@ -5,6 +5,12 @@ A commit from a group member is checked against the group (member id,
 generation, fencing); a commit with generation -1 and no member id is a
 simple consumer's (assign + commit) and is accepted while the group has no
 members, as Kafka does.
+
+OffsetFetch with require_stable (v7+, sent by read_committed consumers)
+answers UNSTABLE_OFFSET_COMMIT, offset -1, for each partition that has
+offsets pending in an open transaction (TxnOffsetCommit); the consumer
+retries until the transaction ends. As in Kafka, this is a partition
+error only: the group's error code stays NONE.
 """
 
 from kio.schema.errors import ErrorCode
@@ -54,7 +60,7 @@ def _resolve(logs, t):
     return topic, name if name is not None else (topic.name if topic else None)
 
 
-def _fetch_group(logs, coordinator, group_id, topics) -> list[dict]:
+def _fetch_group(logs, coordinator, group_id, topics, require_stable=False) -> list[dict]:
     committed = coordinator.committed(group_id)
     if topics is None:
         wanted: dict[str, list[int]] = {}
@@ -70,6 +76,11 @@ def _fetch_group(logs, coordinator, group_id, topics) -> list[dict]:
     for name, partitions in wanted.items():
         parts = []
         for p in partitions:
+            if require_stable and coordinator.has_pending_txn_offset(group_id, name, p):
+                parts.append({"partition_index": p, "error_code": ErrorCode.unstable_offset_commit,
+                              "committed_offset": -1, "committed_leader_epoch": -1,
+                              "metadata": ""})
+                continue
             c = committed.get((name, p))
             parts.append({"partition_index": p, "error_code": 0,
                           "committed_offset": c["offset"] if c else -1,
@@ -83,15 +94,16 @@ def _fetch_group(logs, coordinator, group_id, topics) -> list[dict]:
 @api(9, min_version=1)
 async def handle_offset_fetch(ctx, request):
     coordinator = ctx.broker.groups
+    stable = getattr(request, "require_stable", False)
     if ctx.version >= 8:
         return ctx.respond({"throttle_time": 0, "groups": [
             {"group_id": g.group_id, "error_code": 0,
-             "topics": _fetch_group(ctx.broker.logs, coordinator, g.group_id, g.topics)}
+             "topics": _fetch_group(ctx.broker.logs, coordinator, g.group_id, g.topics, stable)}
             for g in request.groups
         ]})
     return ctx.respond({"throttle_time": 0, "error_code": 0,
                         "topics": _fetch_group(ctx.broker.logs, coordinator, request.group_id,
-                                               request.topics)})
+                                               request.topics, stable)})
 
 
 @api(47)

@@ -4,7 +4,11 @@ Timestamps in ListOffsets: -1 latest (high watermark), -2 earliest
 (log start), -3 the record with the largest timestamp (v7+), -4 earliest
 local (= earliest: no tiered storage), -5 latest tiered (= latest);
 otherwise the first record at or after the timestamp, or offset -1 when
-there is none. Leader epoch is always 0 on a single node. DeleteRecords
+there is none. With isolation_level 1 (read_committed, v2+) the partition
+ends at its last stable offset instead of the high watermark, as in
+Kafka: latest answers the LSO, and a lookup that finds an offset at or
+past it answers offset -1 (nothing a read_committed consumer may see
+there yet). Leader epoch is always 0 on a single node. DeleteRecords
 of an internal topic is INVALID_TOPIC_EXCEPTION, as in Kafka.
 """
 
@@ -16,6 +20,7 @@ from strom.coordinator import is_internal_topic
 from strom.storage import StorageError
 
 LATEST, EARLIEST, MAX_TIMESTAMP, EARLIEST_LOCAL, LATEST_TIERED = -1, -2, -3, -4, -5
+READ_COMMITTED = 1
 
 
 def _partition_log(logs, name, index):
@@ -27,6 +32,7 @@ def _partition_log(logs, name, index):
 
 @api(2, min_version=1)
 def handle_list_offsets(ctx, request):
+    read_committed = getattr(request, "isolation_level", 0) == READ_COMMITTED
     topics = []
     for t in request.topics:
         parts = []
@@ -43,16 +49,12 @@ def handle_list_offsets(ctx, request):
                 continue
             ts = p.timestamp
             if ts in (LATEST, LATEST_TIERED):
-                entry["offset"] = plog.high_watermark
+                entry["offset"] = plog.last_stable_offset if read_committed else plog.high_watermark
             elif ts in (EARLIEST, EARLIEST_LOCAL):
                 entry["offset"] = plog.log_start_offset
-            elif ts == MAX_TIMESTAMP:
-                found = plog.max_timestamp_offset()
-                if found:
-                    entry["offset"], entry["timestamp"] = found
             else:
-                found = plog.offset_for_timestamp(ts)
-                if found:
+                found = plog.max_timestamp_offset() if ts == MAX_TIMESTAMP else plog.offset_for_timestamp(ts)
+                if found and (not read_committed or found[0] < plog.last_stable_offset):
                     entry["offset"], entry["timestamp"] = found
         topics.append({"name": t.name, "partitions": parts})
     return ctx.respond({"throttle_time": 0, "topics": topics})
