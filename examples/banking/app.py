@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections import Counter, defaultdict
 
 from confluent_kafka import Consumer, KafkaError, TopicPartition
@@ -85,6 +86,40 @@ class FraudProcess:
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(10)
 
+    def kill_mid_transaction(self, watch: "OpenTransactions") -> None:
+        """SIGKILL while a transaction of it is open with records in the
+        log: freeze it (SIGSTOP), look, and kill it frozen, or let it run on
+        a moment and look again."""
+        while True:
+            self.proc.send_signal(signal.SIGSTOP)
+            if watch.records() > 0:
+                break
+            self.proc.send_signal(signal.SIGCONT)
+            time.sleep(0.005)
+        self.kill()
+
+
+class OpenTransactions:
+    """How many records of a topic are in open transactions: the high
+    watermarks minus the last stable offsets (the end read_committed
+    readers are told), from two consumers that stay connected."""
+
+    def __init__(self, bootstrap: str, topic: str):
+        self.consumers = [Consumer({"bootstrap.servers": bootstrap, "group.id": "ends",
+                                    "isolation.level": level})
+                          for level in ("read_uncommitted", "read_committed")]
+        partitions = self.consumers[0].list_topics(topic, timeout=10).topics[topic].partitions
+        self.partitions = [TopicPartition(topic, p) for p in partitions]
+
+    def records(self) -> int:
+        high, stable = (sum(c.get_watermark_offsets(tp, timeout=10)[1] for tp in self.partitions)
+                        for c in self.consumers)
+        return high - stable
+
+    def close(self) -> None:
+        for c in self.consumers:
+            c.close()
+
 
 def read_topic(bootstrap: str, topic: str, isolation: str = "read_committed") -> list:
     """Every record of `topic` a reader with this isolation level gets, to
@@ -127,29 +162,33 @@ def run(bootstrap: str, n: int = 2000, db: str | None = None, say=print) -> dict
                            **{"isolation.level": "read_committed"}).start()
     ledger = start_ledger(bootstrap, db)
     fraud = FraudProcess(bootstrap)
+    watch = OpenTransactions(bootstrap, "fraud-state")
     bank = producer(bootstrap)
     txns = transactions(n)
     for i, txn in enumerate(txns):
         bank.produce("transactions", key=txn["account"], value=envelope("TransactionPosted", txn))
         if i == n // 2:
             bank.flush(30)
-            wait_until(lambda: ledger_rows(db) >= n // 4, 60)
-            ledger.send_signal(signal.SIGKILL)  # mid-stream: it is still writing
-            ledger.wait(10)
-            say(f"ledger writer killed with SIGKILL after {ledger_rows(db)} of {n} transactions")
-            ledger = start_ledger(bootstrap, db)
-            say("ledger writer restarted; it resumes from the offsets stored in SQLite")
+            # kill each while it works through the backlog: the fraud check
+            # then has a transaction open, with alerts and windows written
             wait_until(lambda: fraud.committed >= n // 4, 60)
-            fraud.kill()  # mid-transaction, as likely as not
+            fraud.kill_mid_transaction(watch)
             fraud_killed_at = fraud.committed
             say(f"fraud check killed with SIGKILL after committing {fraud_killed_at} of {n} "
                 f"transactions")
             fraud = FraudProcess(bootstrap)
             say("fraud check restarted; its open transaction is aborted, it resumes from the "
                 "committed offsets and windows")
+            wait_until(lambda: ledger_rows(db) >= n // 4, 60)
+            ledger.send_signal(signal.SIGKILL)  # mid-stream: it is still writing
+            ledger.wait(10)
+            say(f"ledger writer killed with SIGKILL after {ledger_rows(db)} of {n} transactions")
+            ledger = start_ledger(bootstrap, db)
+            say("ledger writer restarted; it resumes from the offsets stored in SQLite")
     bank.flush(30)
     ledger.wait(120)  # exits after 3 idle seconds
     fraud.proc.wait(120)
+    watch.close()
     expected = defaultdict(int)
     for txn in txns:
         expected[txn["account"]] += txn["amount"]
