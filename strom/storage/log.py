@@ -403,7 +403,8 @@ class PartitionLog:
             if table is None:
                 table = self.producer_state
             for first in table.ongoing.values():
-                return first
+                # (retention may have deleted the start of an open transaction)
+                return first if first >= self.log_start_offset else self.log_start_offset
             return self.log_end_offset
 
     def aborted_transactions(self, start_offset: int, end_offset: int) -> list[tuple[int, int]]:
@@ -747,13 +748,20 @@ class PartitionLog:
     def replace_segment(self, old: Segment, cleaned_path: str) -> None:
         self.replace_segments([old], cleaned_path)
 
-    def replace_segments(self, olds: list[Segment], cleaned_path: str) -> None:
+    def replace_segments(self, olds: list[Segment], cleaned_path: str,
+                         aborted: list[AbortedTxn] | None = None) -> None:
         """Swap a compacted copy of the adjacent segments `olds` in for them:
         `.cleaned` -> `.swap`, the others deleted, `.swap` -> the first's `.log`.
         A crash after the first rename finishes the swap at load, deleting
-        the segments the swapped one covers."""
+        the segments the swapped one covers. `aborted`: the new segment's
+        `.txnindex` entries (default: those of `olds`). The first's
+        `.txnindex` goes before the swap begins, so a crash anywhere in it
+        leaves that segment without one: rebuilt at load, never stale."""
         first = olds[0]
+        if aborted is None:
+            aborted = [e for seg in olds for e in seg.txn_index.entries]
         swap_path = first.path(files.LOG_SUFFIX + files.SWAP_SUFFIX)
+        self.medium.remove(first.path(files.TXN_INDEX_SUFFIX))
         self.medium.rename(cleaned_path, swap_path)
         self.medium.sync_dir(self.directory)
         with self._flush_lock, self._lock:
@@ -772,6 +780,13 @@ class PartitionLog:
             fresh = self._new_segment(first.base_offset)
             fresh.rebuild_indexes()
             fresh.next_offset = max(fresh.next_offset, olds[-1].next_offset)
+            try:
+                fresh.txn_index.reset(aborted)
+                fresh.txn_index.sync()  # below the recovery point: trusted at load
+            except OSError as e:  # derived: the file is fixed at close, or rebuilt
+                log.warning("%s: writing a cleaned segment's transaction index failed: %s",
+                            self.directory, e)
+                fresh.txn_index.entries, fresh.txn_index.failed = list(aborted), True
             self.segments[i : i + len(olds)] = [fresh]
         self.medium.sync_dir(self.directory)
 

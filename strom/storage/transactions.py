@@ -85,6 +85,7 @@ def _replay(plog, start: int, table: ProducerStateTable, rebuild_from: int | Non
         if rebuilding:
             try:
                 seg.txn_index.reset(entries)
+                seg.txn_index.sync()  # trusted from now on, as any segment's
             except OSError as e:  # derived: kept in memory, the file fixed at close
                 log.warning("%s: writing the transaction index of segment %d failed: %s",
                             plog.directory, seg.base_offset, e)
