@@ -111,7 +111,7 @@ class BrokerConfig:
                     config.set(key, value)
         env = os.environ if env is None else env
         for key, value in env.items():
-            if key.startswith("STROM_") and key != "STROM_CONFIG":
+            if key.startswith("STROM_") and key not in ("STROM_CONFIG", "STROM_CRASH_AT"):
                 config.set(_env_key(key[6:].lower()), value)
         for key, value in overrides.items():
             if value is not None:
