@@ -222,3 +222,18 @@ def test_offset_fetch_require_stable_answers_unstable_offset_commit(tmp_path):
         for version in (7, 8):
             assert _offset_fetch(b.port, version, True) == (
                 ErrorCode.none, {0: (ErrorCode.none, 10), 1: (ErrorCode.none, 3)})
+
+
+def test_a_fenced_epoch_is_refused_by_the_offsets_partition(tmp_path):
+    async def body(groups, logs):
+        await txn_commit(groups, ("in", 0, 10))
+        await groups.complete_txn(PID, EPOCH + 1, False, 0)  # fenced: aborted with a bumped epoch
+        end = logs.get_log(OFFSETS_TOPIC, 0).log_end_offset
+        stale = await txn_commit(groups, ("in", 0, 11))  # the old producer, epoch EPOCH
+        assert stale == {("in", 0): ErrorCode.invalid_producer_epoch}
+        assert logs.get_log(OFFSETS_TOPIC, 0).log_end_offset == end  # nothing written
+        assert groups.pending_txn_partitions("g") == set()
+        await groups.complete_txn(PID, EPOCH, True, 0)  # a stale marker is dropped, not raised
+        assert logs.get_log(OFFSETS_TOPIC, 0).log_end_offset == end
+        return committed(groups)
+    assert run(tmp_path, body) == {}
