@@ -35,7 +35,9 @@ def register(subparsers) -> None:
     _json_option(p)
     p = command(sub, "describe", describe, "State, producer, timeout and partitions of "
                 "transactional ids.")
-    p.add_argument("transactional_ids", nargs="+", metavar="ID")
+    p.add_argument("transactional_ids", nargs="*", metavar="ID")
+    p.add_argument("--transactional-id", action="append", dest="more_ids", metavar="ID",
+                   help="as kafka-transactions.sh spells it, repeatable")
     _json_option(p)
     p = command(sub, "describe-producers", describe_producers,
                 "The producers a partition knows, with their open transaction's start offset.")
@@ -143,11 +145,14 @@ def list_(args) -> None:
 def describe(args) -> None:
     from kafka.errors import KafkaError, TransactionalIdNotFoundError
 
+    wanted = list(dict.fromkeys(args.transactional_ids + (args.more_ids or [])))
+    if not wanted:
+        fail("name at least one transactional id")
     admin = _admin(args.bootstrap)
     rows, errors = [], []
     now = _now_ms()
     try:
-        for txn_id in dict.fromkeys(args.transactional_ids):
+        for txn_id in wanted:
             try:  # one at a time: kafka-python raises for the whole batch on one unknown id
                 d = admin.describe_transactions([txn_id])[txn_id]
             except TransactionalIdNotFoundError:

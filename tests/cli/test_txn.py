@@ -60,13 +60,16 @@ def test_list_and_describe_follow_a_transaction(broker):
     listed = _rows(strom("txn", "list", "--json", "-b", bs).stdout)
     assert [(r["transactional_id"], r["state"]) for r in listed] == [("tx-orders", "Ongoing")]
     assert "tx-orders" in strom("txn", "list", "-b", bs).stdout
-    ongoing = _rows(strom("txn", "describe", "tx-orders", "--json", "-b", bs).stdout)[0]
+    ongoing = _rows(strom("txn", "describe", "--transactional-id", "tx-orders", "--json",
+                          "-b", bs).stdout)[0]
     assert ongoing["state"] == "Ongoing" and ongoing["transaction_timeout_ms"] == 45000
     assert ongoing["partitions"] == "orders-0,orders-1"
     assert ongoing["producer_id"] == listed[0]["producer_id"] >= 0
     assert ongoing["transaction_start_time_ms"] > 0 and ongoing["duration_ms"] >= 0
     none_ongoing = strom("txn", "list", "--state", "CompleteCommit", "--json", "-b", bs).stdout
     assert _rows(none_ongoing) == []
+    young = strom("txn", "list", "--duration-filter", "3600000", "--json", "-b", bs).stdout
+    assert _rows(young) == []  # open for less than an hour
 
     p.commit_transaction(15)
     done = _rows(strom("txn", "describe", "tx-orders", "--json", "-b", bs).stdout)[0]
@@ -224,6 +227,7 @@ def test_txn_errors_are_one_line(broker):
         (("txn", "describe-producers", "-t", "nope", "-p", "0", "-b", bs), "unknown topic 'nope'"),
         (("txn", "describe-producers", "-t", "t", "-p", "3", "-b", bs), "no partition 3"),
         (("txn", "find-hanging", "-b", bs), "--topic or --broker-id"),
+        (("txn", "describe", "-b", bs), "at least one transactional id"),
         (("txn", "abort", "-t", "t", "-p", "0", "--start-offset", "0", "-b", bs),
          "no open transaction starts at offset 0"),
     ]
