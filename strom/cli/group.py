@@ -52,12 +52,21 @@ def _result(fut, what: str):
         fail(f"{what}: {describe_error(e)}")
 
 
-def _describe(admin, group: str):
+def _describe(admin, group: str, metadata):
+    """The group's description, committed offsets, and the partitions whose
+    offsets are pending in a transaction."""
     desc = _result(admin.describe_consumer_groups([group])[group], group)
-    if desc.state.name == "DEAD" or (desc.state.name == "EMPTY" and not desc.members
-                                     and not _committed(admin, group)):
+    committed = _committed(admin, group) if desc.state.name != "DEAD" else {}
+    owned = {(tp.topic, tp.partition) for m in desc.members for tp in m.assignment.topic_partitions}
+    # A group whose only offsets are still pending in a transaction has
+    # neither members nor committed offsets to name its partitions: ask for all.
+    candidates = set(committed) | owned or {
+        (name, p) for name, t in metadata.topics.items() if not name.startswith("__")
+        for p in t.partitions}
+    pending = _pending(admin, group, candidates)
+    if not (desc.members or committed or pending):
         fail(f"unknown group {group!r}")
-    return desc
+    return desc, committed, pending
 
 
 def _committed(admin, group: str) -> dict:
@@ -98,8 +107,8 @@ def describe(args) -> None:
     from confluent_kafka import Consumer, TopicPartition
 
     group = args.group
-    admin, _ = _admin(args.bootstrap)
-    desc = _describe(admin, group)
+    admin, metadata = _admin(args.bootstrap)
+    desc, committed, pending = _describe(admin, group, metadata)
     print(f"{group}: {desc.state.name.lower()}, "
           f"assignor {desc.partition_assignor or '-'}, {len(desc.members)} member(s)")
     owner, members = {}, []
@@ -112,12 +121,10 @@ def describe(args) -> None:
     if members:
         print_table(["member", "client", "host", "partitions"], members)
     print()
-    committed = _committed(admin, group)
-    pending = _pending(admin, group, set(committed) | set(owner))
     consumer = Consumer(client_config(args.bootstrap, **{"group.id": f"{group}-strom-cli-lag"}))
     rows = []
     try:
-        for topic, p in sorted(set(committed) | set(owner)):
+        for topic, p in sorted(set(committed) | set(owner) | pending):
             _, end = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
             c = committed.get((topic, p))
             rows.append([topic, p, "-" if c is None else c, end,

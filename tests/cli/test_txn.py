@@ -202,18 +202,25 @@ def test_group_describe_flags_pending_transactional_offsets(broker):
     p.send_offsets_to_transaction([TopicPartition("input", 1, 4)],
                                   c.consumer_group_metadata(), 10)
     c.close()
+    fresh = Consumer({"bootstrap.servers": bs, "group.id": "fresh", "enable.auto.commit": False})
+    p.send_offsets_to_transaction([TopicPartition("input", 0, 2)],
+                                  fresh.consumer_group_metadata(), 10)
+    fresh.close()
 
-    def table():
-        out = strom("group", "describe", "copier", "-b", bs).stdout
+    def table(group):
+        out = strom("group", "describe", group, "-b", bs).stdout
         return {tuple(line.split()[:2]): line.split() for line in out.splitlines()
                 if line.startswith("input ")}
 
-    rows = table()
+    rows = table("copier")
     assert rows[("input", "1")][-1] == "pending" and rows[("input", "1")][2] == "1"
     assert rows[("input", "0")][-1] == "-"
+    # no member, nothing committed yet: known by its pending offset alone
+    assert table("fresh") == {("input", "0"): ["input", "0", "-", "5", "-", "-", "pending"]}
     p.commit_transaction(10)
-    rows = table()
+    rows = table("copier")
     assert rows[("input", "1")][-1] == "-" and rows[("input", "1")][2] == "4"
+    assert table("fresh")[("input", "0")][2:4] == ["2", "5"]
 
 
 def test_txn_errors_are_one_line(broker):
