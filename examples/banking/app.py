@@ -86,17 +86,21 @@ class FraudProcess:
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(10)
 
-    def kill_mid_transaction(self, watch: "OpenTransactions") -> None:
+    def kill_mid_transaction(self, watch: "OpenTransactions", timeout: float = 30) -> bool:
         """SIGKILL while a transaction of it is open with records in the
         log: freeze it (SIGSTOP), look, and kill it frozen, or let it run on
-        a moment and look again."""
+        a moment and look again. Returns whether it found one (it kills
+        the process either way, after at most `timeout` seconds)."""
+        deadline = time.monotonic() + timeout
         while True:
             self.proc.send_signal(signal.SIGSTOP)
-            if watch.records() > 0:
+            found = watch.records() > 0
+            if found or time.monotonic() > deadline:
                 break
             self.proc.send_signal(signal.SIGCONT)
             time.sleep(0.005)
         self.kill()
+        return found
 
 
 class OpenTransactions:
@@ -172,10 +176,10 @@ def run(bootstrap: str, n: int = 2000, db: str | None = None, say=print) -> dict
             # kill each while it works through the backlog: the fraud check
             # then has a transaction open, with alerts and windows written
             wait_until(lambda: fraud.committed >= n // 4, 60)
-            fraud.kill_mid_transaction(watch)
+            in_txn = fraud.kill_mid_transaction(watch)
             fraud_killed_at = fraud.committed
             say(f"fraud check killed with SIGKILL after committing {fraud_killed_at} of {n} "
-                f"transactions")
+                f"transactions" + ("" if in_txn else " (between two of its transactions)"))
             fraud = FraudProcess(bootstrap)
             say("fraud check restarted; its open transaction is aborted, it resumes from the "
                 "committed offsets and windows")
