@@ -37,12 +37,12 @@ def _marker(producer_id, epoch, commit, partitions, coordinator_epoch=0):
             "topics": [{"name": t, "partition_indexes": ps} for t, ps in topics.items()]}
 
 
-def _open_txn(broker, topic, partition, producer_id, epoch=0):
+def _open_txn(broker, topic, partition, producer_id, epoch=0, sequence=0):
     """A transactional batch appended on the broker's loop, as Produce does."""
     import asyncio
 
     batch = build_batch([Record(None, b"v", int(time.time() * 1000))], producer_id=producer_id,
-                        producer_epoch=epoch, base_sequence=0, is_transactional=True)
+                        producer_epoch=epoch, base_sequence=sequence, is_transactional=True)
 
     async def append():
         plog = broker.broker.logs.get_log(topic, partition)
@@ -77,6 +77,19 @@ def test_stale_epoch_is_refused_and_nothing_written(broker, version):
     assert errors == {(4100, "s", 0): 47}  # INVALID_PRODUCER_EPOCH
     assert plog.high_watermark == 1 and plog.last_stable_offset == 0
     assert plog.ongoing_transactions() == {4100: 0}
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_older_coordinator_epoch_is_fenced(broker, version):
+    broker.broker.logs.create_topic("c", 1)
+    plog = _open_txn(broker, "c", 0, 4200)
+    assert _markers(broker.port, version, [_marker(4200, 0, True, [("c", 0)], 5)]) == {
+        (4200, "c", 0): 0}
+    _open_txn(broker, "c", 0, 4200, sequence=1)  # its next transaction
+    end = plog.high_watermark
+    errors = _markers(broker.port, version, [_marker(4200, 0, False, [("c", 0)], 3)])
+    assert errors == {(4200, "c", 0): 52}  # TRANSACTION_COORDINATOR_FENCED
+    assert plog.high_watermark == end and 4200 in plog.ongoing_transactions()
 
 
 def test_commit_marker_on_the_offsets_topic_commits_pending_offsets(broker):

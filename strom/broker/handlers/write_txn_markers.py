@@ -14,8 +14,13 @@ partition's for that producer: INVALID_PRODUCER_EPOCH); a partition of
 marker plus replay, so pending transactional offsets become committed or
 are dropped). The answer waits until every marker is durable (acks=all), and
 parked read_committed fetches are woken because the LSO moved. A missing
-topic or partition is UNKNOWN_TOPIC_OR_PARTITION; the other partitions of
-the request are still written.
+topic or partition is UNKNOWN_TOPIC_OR_PARTITION, a coordinator epoch
+older than the partition's for that producer TRANSACTION_COORDINATOR_FENCED;
+the other partitions of the request are still written. Kafka requires the
+ClusterAction permission for this request; this broker has no ACLs yet, so,
+like every other API here, it is open to every client that connects.
+The v2 `transaction_version` field is read and ignored: markers are
+written the classic way (transaction.version 2 is not advertised).
 """
 
 import logging
