@@ -1,14 +1,18 @@
-"""Banking transaction stream: fraud check, exactly-once ledger, notifications.
+"""Banking transaction stream: exactly-once fraud check, exactly-once
+ledger, notifications.
 
-    transactions --> fraud check   (group "fraud")        --> fraud-alerts
-                 --> ledger writer (SQLite, exactly once, see ledger.py)
-                 --> notification  (group "notification") <-- fraud-alerts
+    transactions --> fraud check   (fraud.py, group "fraud",   --> fraud-alerts
+                                    Kafka transactions)        --> fraud-state
+                 --> ledger writer (ledger.py, SQLite, exactly once)
+                 --> notification  (group "notification", read_committed) <-- fraud-alerts
 
 The fraud check flags a single amount above a threshold, and a user making
 more than `velocity_limit` transactions within a sliding window of event
-time. The demo kills the ledger writer process with SIGKILL in the middle
-of the stream, restarts it, and checks every balance against the expected
-sum.
+time; its windows live in the `fraud-state` changelog, written in the same
+Kafka transaction as its alerts and consumed offsets. The demo kills both
+the fraud check and the ledger writer with SIGKILL in the middle of the
+stream, restarts them, and checks every balance against the expected sum
+and every alert and window update against the rules: each exactly once.
 """
 
 import os
@@ -18,38 +22,16 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections import defaultdict, deque
+import time
+from collections import Counter, defaultdict
 
+from confluent_kafka import Consumer, KafkaError, TopicPartition
+
+from examples.banking.fraud import expected_alerts
 from examples.banking.ledger import balances
 from examples.common import Service, arguments, broker, ensure_topics, envelope, parse, producer, wait_until
 
-THRESHOLD = 5_000
-VELOCITY_LIMIT = 5
-VELOCITY_WINDOW_MS = 10_000
-
-
-class FraudCheck:
-    def __init__(self, out):
-        self.out = out
-        self.recent: dict[str, deque] = defaultdict(deque)  # account -> event times (ms)
-        self.alerts: list[dict] = []
-
-    def __call__(self, msg):
-        txn = parse(msg.value())["payload"]
-        reasons = []
-        if abs(txn["amount"]) > THRESHOLD:
-            reasons.append(f"amount {txn['amount']} above {THRESHOLD}")
-        window = self.recent[txn["account"]]
-        window.append(txn["at_ms"])
-        while window and window[0] <= txn["at_ms"] - VELOCITY_WINDOW_MS:
-            window.popleft()
-        if len(window) > VELOCITY_LIMIT:
-            reasons.append(f"{len(window)} transactions within {VELOCITY_WINDOW_MS // 1000} s")
-        if reasons:
-            alert = {"txn_id": txn["txn_id"], "account": txn["account"], "reasons": reasons}
-            self.alerts.append(alert)
-            self.out.produce("fraud-alerts", key=txn["account"], value=envelope("FraudSuspected", alert))
-            self.out.poll(0)
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def transactions(n: int, seed: int = 7) -> list[dict]:
@@ -81,15 +63,97 @@ def ledger_rows(db: str) -> int:
 
 def start_ledger(bootstrap: str, db: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "examples.banking.ledger", "-b", bootstrap,
-                             "--db", db, "--idle-exit", "3"],
-                            cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
+                             "--db", db, "--idle-exit", "3"], cwd=ROOT)
+
+
+class FraudProcess:
+    """The exactly-once fraud check as its own process; `committed` follows
+    the input records it reports committed."""
+
+    def __init__(self, bootstrap: str):
+        self.proc = subprocess.Popen([sys.executable, "-m", "examples.banking.fraud", "-b", bootstrap,
+                                      "--idle-exit", "3"], cwd=ROOT, stdout=subprocess.PIPE,
+                                     text=True)
+        self.committed = 0
+        threading.Thread(target=self._follow, daemon=True).start()
+
+    def _follow(self) -> None:
+        for line in self.proc.stdout:
+            if line.startswith("committed "):
+                self.committed = int(line.split()[1])
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def kill_mid_transaction(self, watch: "OpenTransactions", timeout: float = 30) -> bool:
+        """SIGKILL while a transaction of it is open with records in the
+        log: freeze it (SIGSTOP), look, and kill it frozen, or let it run on
+        a moment and look again. Returns whether it found one (it kills
+        the process either way, after at most `timeout` seconds)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self.proc.send_signal(signal.SIGSTOP)
+            found = watch.records() > 0
+            if found or time.monotonic() > deadline:
+                break
+            self.proc.send_signal(signal.SIGCONT)
+            time.sleep(0.005)
+        self.kill()
+        return found
+
+
+class OpenTransactions:
+    """How many records of a topic are in open transactions: the high
+    watermarks minus the last stable offsets (the end read_committed
+    readers are told), from two consumers that stay connected."""
+
+    def __init__(self, bootstrap: str, topic: str):
+        self.consumers = [Consumer({"bootstrap.servers": bootstrap, "group.id": "ends",
+                                    "isolation.level": level})
+                          for level in ("read_uncommitted", "read_committed")]
+        partitions = self.consumers[0].list_topics(topic, timeout=10).topics[topic].partitions
+        self.partitions = [TopicPartition(topic, p) for p in partitions]
+
+    def records(self) -> int:
+        high, stable = (sum(c.get_watermark_offsets(tp, timeout=10)[1] for tp in self.partitions)
+                        for c in self.consumers)
+        return high - stable
+
+    def close(self) -> None:
+        for c in self.consumers:
+            c.close()
+
+
+def read_topic(bootstrap: str, topic: str, isolation: str = "read_committed") -> list:
+    """Every record of `topic` a reader with this isolation level gets, to
+    the end of each partition (the last stable offset for read_committed)."""
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"check-{os.getpid()}",
+                  "enable.auto.commit": False, "isolation.level": isolation,
+                  "enable.partition.eof": True})
+    partitions = c.list_topics(topic, timeout=10).topics[topic].partitions
+    c.assign([TopicPartition(topic, p, 0) for p in partitions])
+    pending, out = set(partitions), []
+    try:
+        while pending:
+            msg = c.poll(1.0)
+            if msg is None:
+                continue
+            if msg.error():
+                if msg.error().code() != KafkaError._PARTITION_EOF:
+                    raise RuntimeError(msg.error().str())
+                pending.discard(msg.partition())
+                continue
+            out.append(parse(msg.value()))
+    finally:
+        c.close()
+    return out
 
 
 def run(bootstrap: str, n: int = 2000, db: str | None = None, say=print) -> dict:
-    ensure_topics(bootstrap, {"transactions": (3, {}), "fraud-alerts": (1, {})})
+    ensure_topics(bootstrap, {"transactions": (3, {}), "fraud-alerts": (1, {}),
+                              "fraud-state": (3, {"cleanup.policy": "compact"})})
     db = db or os.path.join(tempfile.mkdtemp(), "ledger.db")
-    out = producer(bootstrap)
-    fraud = FraudCheck(out)
     notified = []
     lock = threading.Lock()
 
@@ -97,15 +161,28 @@ def run(bootstrap: str, n: int = 2000, db: str | None = None, say=print) -> dict
         with lock:
             notified.append(parse(msg.value())["payload"]["txn_id"])
 
-    services = [Service(bootstrap, "fraud", ["transactions"], fraud).start(),
-                Service(bootstrap, "notification", ["fraud-alerts"], notify).start()]
+    # read_committed: alerts of an aborted transaction never reach a customer
+    notification = Service(bootstrap, "notification", ["fraud-alerts"], notify,
+                           **{"isolation.level": "read_committed"}).start()
     ledger = start_ledger(bootstrap, db)
+    fraud = FraudProcess(bootstrap)
+    watch = OpenTransactions(bootstrap, "fraud-state")
     bank = producer(bootstrap)
     txns = transactions(n)
     for i, txn in enumerate(txns):
         bank.produce("transactions", key=txn["account"], value=envelope("TransactionPosted", txn))
         if i == n // 2:
             bank.flush(30)
+            # kill each while it works through the backlog: the fraud check
+            # then has a transaction open, with alerts and windows written
+            wait_until(lambda: fraud.committed >= n // 4, 60)
+            in_txn = fraud.kill_mid_transaction(watch)
+            fraud_killed_at = fraud.committed
+            say(f"fraud check killed with SIGKILL after committing {fraud_killed_at} of {n} "
+                f"transactions" + ("" if in_txn else " (between two of its transactions)"))
+            fraud = FraudProcess(bootstrap)
+            say("fraud check restarted; its open transaction is aborted, it resumes from the "
+                "committed offsets and windows")
             wait_until(lambda: ledger_rows(db) >= n // 4, 60)
             ledger.send_signal(signal.SIGKILL)  # mid-stream: it is still writing
             ledger.wait(10)
@@ -114,23 +191,31 @@ def run(bootstrap: str, n: int = 2000, db: str | None = None, say=print) -> dict
             say("ledger writer restarted; it resumes from the offsets stored in SQLite")
     bank.flush(30)
     ledger.wait(120)  # exits after 3 idle seconds
+    fraud.proc.wait(120)
+    watch.close()
     expected = defaultdict(int)
     for txn in txns:
         expected[txn["account"]] += txn["amount"]
     got = balances(db)
-    wait_until(lambda: len(notified) >= len(fraud.alerts) and services[0].handled >= n, 30)
-    for s in services:
-        s.stop()
-    out.flush(30)
+    alerts = [a["payload"] for a in read_topic(bootstrap, "fraud-alerts")]
+    state = read_topic(bootstrap, "fraud-state")
+    in_log = len(read_topic(bootstrap, "fraud-state", "read_uncommitted"))
+    want = expected_alerts(txns)
+    wait_until(lambda: len(notified) >= len(want), 30)
+    notification.stop()
     exact = got == dict(expected)
+    once = (Counter(a["txn_id"] for a in alerts) == Counter(a["txn_id"] for a in want)
+            and sorted(s["txn_id"] for s in state) == [t["txn_id"] for t in txns])
     say(f"{n} transactions; balances exact after the crash: {exact}; "
-        f"{len(fraud.alerts)} fraud alerts, {len(notified)} notifications")
-    return {"expected": dict(expected), "balances": got, "alerts": fraud.alerts,
-            "notified": notified, "db": db}
+        f"{len(alerts)} fraud alerts (each exactly once: {once}), {len(notified)} notifications; "
+        f"{in_log - len(state)} window updates of the killed transaction were aborted")
+    return {"expected": dict(expected), "balances": got, "alerts": alerts,
+            "expected_alerts": want, "state": state, "state_in_log": in_log,
+            "notified": notified, "db": db, "fraud_killed_at": fraud_killed_at}
 
 
 def main() -> None:
-    args = arguments("Banking stream: fraud check, exactly-once ledger").parse_args()
+    args = arguments("Banking stream: exactly-once fraud check and ledger").parse_args()
     with broker(args.bootstrap_server) as bootstrap:
         run(bootstrap)
 

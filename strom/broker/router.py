@@ -69,4 +69,5 @@ def load_handlers() -> None:
         topics,
         transactions,
         txn_offsets,
+        write_txn_markers,
     )

@@ -7,7 +7,7 @@ from strom.cli.common import command, fail
 DEMOS = {
     "ecommerce": "order flow: fan-out to payment, inventory, notification; catch-up; replay",
     "rideshare": "driver locations: ETAs, surge pricing in tumbling windows, a live map",
-    "banking": "fraud checks and an exactly-once SQLite ledger that survives SIGKILL",
+    "banking": "fraud check in Kafka transactions and a SQLite ledger, exactly once through SIGKILL",
     "eventsourcing": "state rebuilt by replay; snapshots in a compacted topic",
 }
 

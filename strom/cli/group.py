@@ -1,4 +1,10 @@
-"""`strom group list|describe|reset-offsets|delete` (works on any Kafka)."""
+"""`strom group list|describe|reset-offsets|delete` (works on any Kafka).
+
+`describe` also flags partitions whose group offsets are pending in an open
+transaction (a transactional producer's send_offsets_to_transaction, not yet
+committed or aborted): OffsetFetch with require_stable answers
+UNSTABLE_OFFSET_COMMIT for exactly those partitions.
+"""
 
 from datetime import datetime
 
@@ -46,12 +52,21 @@ def _result(fut, what: str):
         fail(f"{what}: {describe_error(e)}")
 
 
-def _describe(admin, group: str):
+def _describe(admin, group: str, metadata):
+    """The group's description, committed offsets, and the partitions whose
+    offsets are pending in a transaction."""
     desc = _result(admin.describe_consumer_groups([group])[group], group)
-    if desc.state.name == "DEAD" or (desc.state.name == "EMPTY" and not desc.members
-                                     and not _committed(admin, group)):
+    committed = _committed(admin, group) if desc.state.name != "DEAD" else {}
+    owned = {(tp.topic, tp.partition) for m in desc.members for tp in m.assignment.topic_partitions}
+    # A group whose only offsets are still pending in a transaction has
+    # neither members nor committed offsets to name its partitions: ask for all.
+    candidates = set(committed) | owned or {
+        (name, p) for name, t in metadata.topics.items() if not name.startswith("__")
+        for p in t.partitions}
+    pending = _pending(admin, group, candidates)
+    if not (desc.members or committed or pending):
         fail(f"unknown group {group!r}")
-    return desc
+    return desc, committed, pending
 
 
 def _committed(admin, group: str) -> dict:
@@ -60,6 +75,23 @@ def _committed(admin, group: str) -> dict:
     fut = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)])[group]
     result = _result(fut, group)
     return {(tp.topic, tp.partition): tp.offset for tp in result.topic_partitions if tp.offset >= 0}
+
+
+def _pending(admin, group: str, partitions) -> set:
+    """The partitions among `partitions` with pending transactional offsets.
+    They are asked for by name: a whole-group fetch lists only partitions
+    with a committed offset, not one whose first offset is still pending."""
+    from confluent_kafka import ConsumerGroupTopicPartitions, KafkaError, TopicPartition
+
+    if not partitions:
+        return set()
+    request = ConsumerGroupTopicPartitions(group, [TopicPartition(t, p) for t, p in sorted(partitions)])
+    try:
+        result = admin.list_consumer_group_offsets([request], require_stable=True)[group].result(timeout=15)
+    except Exception:  # a broker without require_stable (OffsetFetch < v7): nothing to flag
+        return set()
+    return {(tp.topic, tp.partition) for tp in result.topic_partitions
+            if tp.error is not None and tp.error.code() == KafkaError.UNSTABLE_OFFSET_COMMIT}
 
 
 def list_(args) -> None:
@@ -75,8 +107,8 @@ def describe(args) -> None:
     from confluent_kafka import Consumer, TopicPartition
 
     group = args.group
-    admin, _ = _admin(args.bootstrap)
-    desc = _describe(admin, group)
+    admin, metadata = _admin(args.bootstrap)
+    desc, committed, pending = _describe(admin, group, metadata)
     print(f"{group}: {desc.state.name.lower()}, "
           f"assignor {desc.partition_assignor or '-'}, {len(desc.members)} member(s)")
     owner, members = {}, []
@@ -89,18 +121,18 @@ def describe(args) -> None:
     if members:
         print_table(["member", "client", "host", "partitions"], members)
     print()
-    committed = _committed(admin, group)
     consumer = Consumer(client_config(args.bootstrap, **{"group.id": f"{group}-strom-cli-lag"}))
     rows = []
     try:
-        for topic, p in sorted(set(committed) | set(owner)):
+        for topic, p in sorted(set(committed) | set(owner) | pending):
             _, end = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
             c = committed.get((topic, p))
             rows.append([topic, p, "-" if c is None else c, end,
-                         "-" if c is None else max(end - c, 0), owner.get((topic, p), "-")])
+                         "-" if c is None else max(end - c, 0), owner.get((topic, p), "-"),
+                         "pending" if (topic, p) in pending else "-"])
     finally:
         consumer.close()
-    print_table(["topic", "partition", "committed", "log end", "lag", "owner"], rows)
+    print_table(["topic", "partition", "committed", "log end", "lag", "owner", "txn offsets"], rows)
 
 
 def reset_offsets(args) -> None:

@@ -9,7 +9,7 @@ import logging
 import os
 import sys
 
-from strom.cli import consume, demo, group, produce, topic
+from strom.cli import consume, demo, group, produce, topic, txn
 from strom.cli.common import CliError, Parser, command, describe_error
 
 
@@ -26,7 +26,7 @@ def parser() -> Parser:
     p.add_argument("--config", default=os.environ.get("STROM_CONFIG"),
                    help="a strom.toml file (env STROM_CONFIG)")
     p.add_argument("--log-level")
-    for module in (topic, group, produce, consume, demo):
+    for module in (topic, group, txn, produce, consume, demo):
         module.register(sub)
     return top
 

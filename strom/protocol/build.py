@@ -46,14 +46,16 @@ def _zero(kafka_type):
     }.get(kafka_type, 0)
 
 
-def _convert(kafka_type, value):
+def _convert(kafka_type, value, optional=True):
     if kafka_type == "error_code" and not isinstance(value, ErrorCode):
         return ErrorCode(value)
     if kafka_type in ("timedelta_i32", "timedelta_i64") and isinstance(value, int):
         return datetime.timedelta(milliseconds=value)
     if kafka_type == "datetime_i64" and isinstance(value, int):
-        if value < 0:
+        if value < 0 and optional:
             return None
+        # a non-nullable field still says -1 ("none", e.g. DescribeTransactions'
+        # start time of an Empty transaction): a datetime that writes back as -1
         return datetime.datetime.fromtimestamp(value / 1000, tz=datetime.timezone.utc)
     return value
 
@@ -77,7 +79,7 @@ def build(cls, values: dict):
         elif is_array:
             v = None if v is None else tuple(v)
         else:
-            v = _convert(kafka_type, v)
+            v = _convert(kafka_type, v, optional)
         kwargs[name] = v
     return cls(**kwargs)
 
