@@ -109,9 +109,7 @@ def test_a_client_that_never_reads_is_disconnected(broker_process, monkeypatch):
     s.sendall(big_fetch("big", 1))
 
     def closed():
-        line = proc.proc.stdout.readline()
-        proc.output.append(line)
-        return "read none of" in line
+        return "read none of" in proc.output_text()
 
     wait_for(closed, timeout=15, message="the broker to drop the non-reading client")
     canary(proc)

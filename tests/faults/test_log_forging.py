@@ -27,7 +27,7 @@ def test_client_strings_are_escaped_in_the_log(broker_process):
             s.sendall(frame(api_key, version, body, 1, client_id=FORGED))
             read_frame(s)
     assert proc.stop() == 0
-    output = "".join(proc.output) + proc.proc.stdout.read()
+    output = proc.output_text()
     assert "transactional id x\\n" in output  # the line with client strings was written
     assert "group x\\n" in output
     lines = output.splitlines()

@@ -33,7 +33,7 @@ def test_lying_lengths_and_nulls_close_the_connection_without_traceback(broker_p
     admin = AdminClient({"bootstrap.servers": proc.bootstrap_servers})
     assert admin.list_topics(timeout=10).cluster_id
     assert proc.stop() == 0
-    output = "".join(proc.output) + proc.proc.stdout.read()
+    output = proc.output_text()
     assert "Traceback" not in output, output
     closing = [line for line in output.splitlines() if "closing connection from" in line]
     assert len(closing) == len(BAD), output

@@ -59,8 +59,9 @@ class BrokerProcess:
             if m:
                 self.port = int(m.group(2))
                 # Keep reading its output: a full pipe would block the broker.
-                threading.Thread(target=self._drain, args=(self.proc, self.output),
-                                 daemon=True).start()
+                self._drainer = threading.Thread(target=self._drain,
+                                                 args=(self.proc, self.output), daemon=True)
+                self._drainer.start()
                 return self
         raise AssertionError("broker did not start:\n" + "".join(self.output))
 
@@ -68,6 +69,12 @@ class BrokerProcess:
     def _drain(proc, output):
         for line in proc.stdout:
             output.append(line)
+
+    def output_text(self) -> str:
+        """Everything the broker wrote; complete once it has exited."""
+        if self.proc.poll() is not None and getattr(self, "_drainer", None) is not None:
+            self._drainer.join(10)
+        return "".join(self.output)
 
     @property
     def bootstrap_servers(self):
