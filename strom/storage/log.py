@@ -70,6 +70,7 @@ _SCRUB_STEP = 1024 * 1024  # bytes checked per hold of the log's lock
 
 
 _LAST_OFFSET = attrgetter("last_offset")
+_BASE_OFFSET = attrgetter("base_offset")
 _SECOND = itemgetter(1)
 
 
@@ -296,6 +297,7 @@ class PartitionLog:
             seg = self.segments[-1]
             offset = seg.next_offset
             buffers, positioned, pos = [], [], 0
+            transactional = False
             log_append_time = now
             if now is None and (config.log_append_time or self.first_unflushed_ms is None):
                 log_append_time = now_ms()  # only when used: time.time() is not free
@@ -318,6 +320,7 @@ class PartitionLog:
                     if duplicate is not None:
                         return AppendResult(duplicate[0], duplicate[1], -1, self.log_start_offset,
                                             [], duplicate=True)
+                    transactional = transactional or header.attributes & 0x30 == 0x10
                 if config.log_append_time:
                     batch = bytearray(view[pos : pos + size])
                     patch_base_offset(batch, offset)
@@ -335,6 +338,9 @@ class PartitionLog:
             if not positioned:
                 raise RecordTooLargeError("no record batch in the produce data")
             first = positioned[0][1]
+            # Open transactions are registered before the log end moves past
+            # their first batch: last_stable_offset reads without the lock.
+            opened = self._open_transactions(positioned) if transactional else None
             try:
                 seg_size = seg.log_file.size
                 if seg_size and (
@@ -346,6 +352,8 @@ class PartitionLog:
                     seg_size = 0
                 seg.append(buffers, pos, positioned)
             except OSError as e:
+                for pid in opened or ():
+                    self._producers.ongoing.pop(pid, None)
                 self._write_failed(seg, seg_size, e)
             if self._undo is not None:
                 log.warning("%s: writes succeed again; the partition takes produce again",
@@ -392,20 +400,50 @@ class PartitionLog:
                     result.base_offset + 1 if lso is None else lso))
             return result
 
+    def _open_transactions(self, positioned) -> list[int]:
+        """Register the transactions the transactional batches about to be
+        written open (append, under the lock); return their producer ids."""
+        table = self._producers  # loaded by the check of these batches
+        opened = []
+        for _, h in positioned:
+            pid = h.producer_id
+            if pid >= 0 and h.attributes & 0x30 == 0x10 and pid not in table.ongoing:
+                table.ongoing[pid] = h.base_offset
+                opened.append(pid)
+        return opened
+
     @property
     def last_stable_offset(self) -> int:
         """The first offset of the earliest open transaction, else the high
         watermark: read_committed readers see nothing at or past it. Read on
-        every read_committed Fetch: the first open transaction is kept at
-        the front of the producer table's `ongoing` (no scan)."""
-        with self._lock:
-            table = self._producers
-            if table is None:
-                table = self.producer_state
-            for first in table.ongoing.values():
-                # (retention may have deleted the start of an open transaction)
-                return first if first >= self.log_start_offset else self.log_start_offset
-            return self.log_end_offset
+        every read_committed Fetch, so without the lock or a scan: the first
+        open transaction is at the front of the producer table's `ongoing`
+        (in offset order), and append registers a transaction there before
+        the log end moves past its first batch, so reading the log end
+        first and `ongoing` second never returns an offset past an open
+        transaction's start. (A marker ends it after the write: the LSO
+        lags the marker, never leads it.)"""
+        end = self.segments[-1].next_offset
+        table = self._producers
+        if table is None:
+            table = self.producer_state
+        ongoing = table.ongoing
+        if not ongoing:
+            return end
+        try:
+            first = next(iter(ongoing.values()))
+        except (RuntimeError, StopIteration):  # changed under us by another thread
+            with self._lock:
+                return self._locked_lso()
+        # (retention may have deleted the start of an open transaction)
+        start = self.log_start_offset
+        return first if first >= start else start
+
+    def _locked_lso(self) -> int:
+        table = self.producer_state
+        for first in table.ongoing.values():
+            return max(first, self.log_start_offset)
+        return self.log_end_offset
 
     def aborted_transactions(self, start_offset: int, end_offset: int) -> list[tuple[int, int]]:
         """(producer_id, first_offset) of the aborted transactions that hold
@@ -414,9 +452,12 @@ class PartitionLog:
         segment holding it and stops at an entry whose LSO is past the range."""
         out = []
         with self._lock:
-            i = max(bisect_right(self.bases, start_offset) - 1, 0)
-            for seg in self.segments[i:]:
+            segments = self.segments
+            i = max(bisect_right(segments, start_offset, key=_BASE_OFFSET) - 1, 0)
+            for seg in segments[i:]:
                 entries = seg.txn_index.entries
+                if not entries:
+                    continue
                 for k in range(bisect_left(entries, start_offset, key=_LAST_OFFSET), len(entries)):
                     e = entries[k]
                     if e.first_offset < end_offset:

@@ -356,3 +356,20 @@ def test_an_expired_producer_goes_on_at_its_next_sequence(tmp_path):
     assert plog.expire_producers(now=TS + 10**9, expiration_ms=1000) == 1
     assert plog.append(idem(1, 3)).base_offset == 3
     assert plog.producers()[0]["last_sequence"] == 3
+
+
+def test_a_failed_write_opens_no_transaction(tmp_path):
+    """append registers a transaction before the write (the LSO is read
+    without the lock); a write that fails takes it back."""
+    from strom.storage.errors import LogWriteError
+
+    from .test_log import on_dev_full
+
+    plog = open_log(tmp_path)
+    plog.append(plain())
+    with on_dev_full(plog):
+        with pytest.raises(LogWriteError):
+            plog.append(txn(1, 0))
+    assert plog.ongoing_transactions() == {} and plog.last_stable_offset == 1
+    assert plog.append(txn(1, 0)).base_offset == 1  # the retry
+    assert plog.ongoing_transactions() == {1: 1} and plog.last_stable_offset == 1
