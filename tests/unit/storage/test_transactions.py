@@ -389,3 +389,16 @@ def test_a_damaged_abort_marker_cut_from_the_end_takes_its_entry_along(tmp_path)
     assert plog.log_end_offset == mark  # the torn end is cut, as after a crash
     assert plog.aborted_transactions(0, 10) == []
     assert plog.ongoing_transactions() == {1: 0} and plog.last_stable_offset == 0
+
+
+def test_a_huge_snapshot_is_not_read(tmp_path, monkeypatch):
+    plog = open_log(tmp_path)
+    producers, _ = _scenario(plog)
+    plog.close()
+    snap = next((tmp_path / "t-0").glob("*.snapshot"))
+    monkeypatch.setattr(ps, "MAX_SNAPSHOT_BYTES", snap.stat().st_size - 1)
+    read, real_read = [], DiskMedium.read
+    monkeypatch.setattr(DiskMedium, "read", lambda self, path: read.append(path) or real_read(self, path))
+    plog = open_log(tmp_path, clean=True)
+    assert plog.producers() == producers  # from the log
+    assert not any(p.endswith(".snapshot") for p in read) and not snap.exists()
