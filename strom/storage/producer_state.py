@@ -35,6 +35,10 @@ open transactions in offset order (they open in log order), so its first
 value is the first unstable offset: the last stable offset is that, or the
 log end when nothing is open.
 
+Snapshots: besides the newest, the newest one at or below the active
+segment's base is kept: a crash's rebuild of that segment's `.txnindex`
+(transactions.rebuild) starts from it instead of the log start.
+
 Snapshot format (checkpoint.dump_lines, so checksummed): `offset <n> v2`,
 then one line per producer: `producer <id> <epoch> <last_timestamp>
 <coordinator_epoch> <current_txn_first_offset>` followed by its batches as
@@ -74,9 +78,10 @@ class InvalidTxnStateError(StorageError):
     """A non-transactional batch from a producer whose transaction is open here."""
 
 
-class CoordinatorFencedError(StorageError):
+class CoordinatorFencedError(InvalidProducerEpochError):
     """A marker from a coordinator epoch older than the last one seen
-    (Kafka's TransactionCoordinatorFencedException)."""
+    (Kafka's TransactionCoordinatorFencedException). A kind of stale
+    epoch: a coordinator that drops a refused marker drops this one too."""
 
 
 @dataclass

@@ -402,3 +402,15 @@ def test_a_huge_snapshot_is_not_read(tmp_path, monkeypatch):
     plog = open_log(tmp_path, clean=True)
     assert plog.producers() == producers  # from the log
     assert not any(p.endswith(".snapshot") for p in read) and not snap.exists()
+
+
+def test_the_new_errors_map_to_kafkas_codes():
+    from kio.schema.errors import ErrorCode
+
+    from strom.broker.handlers.errors import error_code
+
+    assert error_code(CoordinatorFencedError("x")) == ErrorCode.transaction_coordinator_fenced
+    assert error_code(InvalidTxnStateError("x")) == ErrorCode.invalid_txn_state
+    assert error_code(InvalidProducerEpochError("x")) == ErrorCode.invalid_producer_epoch
+    # a coordinator that drops a marker refused for a stale epoch drops this one too
+    assert issubclass(CoordinatorFencedError, InvalidProducerEpochError)
