@@ -162,7 +162,9 @@ class PartitionLog(transactions.PartitionTransactions):
         for i, seg in enumerate(self.segments):
             if clean or i < first_to_recover:
                 seg.load()
-                if self._load_txn_index(seg, seg.base_offset in txn_indexed):
+                # (from the first segment rebuilt on, all are: no need to read theirs)
+                if txn_rebuild_from is not None or self._load_txn_index(
+                        seg, seg.base_offset in txn_indexed):
                     continue
             else:
                 # Only the active segment's end is cut: damage in an earlier one
