@@ -35,6 +35,10 @@ open transactions in offset order (they open in log order), so its first
 value is the first unstable offset: the last stable offset is that, or the
 log end when nothing is open.
 
+Snapshots: besides the newest, the newest one at or below the active
+segment's base is kept: a crash's rebuild of that segment's `.txnindex`
+(transactions.rebuild) starts from it instead of the log start.
+
 Snapshot format (checkpoint.dump_lines, so checksummed): `offset <n> v2`,
 then one line per producer: `producer <id> <epoch> <last_timestamp>
 <coordinator_epoch> <current_txn_first_offset>` followed by its batches as
@@ -56,6 +60,9 @@ from strom.storage.errors import StorageError
 log = logging.getLogger(__name__)
 
 WINDOW = 5
+# Far above any real snapshot (about 150 bytes a producer): a larger file
+# is damage, and is not read into memory.
+MAX_SNAPSHOT_BYTES = 256 * 1024 * 1024
 INT32_MAX = 2**31 - 1
 
 
@@ -71,9 +78,10 @@ class InvalidTxnStateError(StorageError):
     """A non-transactional batch from a producer whose transaction is open here."""
 
 
-class CoordinatorFencedError(StorageError):
+class CoordinatorFencedError(InvalidProducerEpochError):
     """A marker from a coordinator epoch older than the last one seen
-    (Kafka's TransactionCoordinatorFencedException)."""
+    (Kafka's TransactionCoordinatorFencedException). A kind of stale
+    epoch: a coordinator that drops a refused marker drops this one too."""
 
 
 @dataclass
@@ -272,6 +280,14 @@ def _parse(lines: list[str] | None, offset: int) -> ProducerStateTable | None:
     return table
 
 
+def _size(medium, path: str) -> int:
+    f = medium.open(path)
+    try:
+        return f.size
+    finally:
+        f.close()
+
+
 def load_snapshot(medium, directory: str, log_end_offset: int,
                   at_most: int | None = None) -> tuple[int, ProducerStateTable] | None:
     """(offset, state) of the newest usable snapshot, else None. Unusable
@@ -282,7 +298,9 @@ def load_snapshot(medium, directory: str, log_end_offset: int,
         path = _path(directory, offset)
         table = None
         if offset <= log_end_offset:
-            lines = checkpoint.load_lines(medium.read(path), legacy=False)
+            lines = None
+            if _size(medium, path) <= MAX_SNAPSHOT_BYTES:  # a hostile file is not read whole
+                lines = checkpoint.load_lines(medium.read(path), legacy=False)
             table = _parse(lines, offset)
             if table is None and lines and lines[0] == f"offset {offset}":
                 log.info("%s: producer state snapshot %d is of the format before "
