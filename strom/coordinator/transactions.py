@@ -7,7 +7,10 @@ against the current state (txn_state.py computes the next one), the next
 state is appended (acks=all: after the fsync) and only then replayed by
 `replay`, the same function that loads the topic at start-up. While a
 transition is being written the id has a pending state (memory only, as
-Kafka's `pendingState`): other requests for it get CONCURRENT_TRANSACTIONS.
+Kafka's `pendingState`): other requests for it get CONCURRENT_TRANSACTIONS,
+except that AddPartitions/AddOffsets/InitProducerId first wait (up to
+`_SETTLE_S`) for the markers of the id's previous transaction, which is
+what the client's retry would find, without its backoff.
 
 Ending a transaction (EndTxn, or the coordinator's own abort):
 PrepareCommit/PrepareAbort is made durable and the request answered; then

@@ -330,3 +330,38 @@ def test_a_transactional_batch_must_be_alone_in_its_partition_data(txn_broker):
             "topic_data": [{"name": "t", "partition_data": [{"index": 0, "records": records}]}]}))
         assert r.responses[0].partition_responses[0].error_code == E.invalid_record
     assert batches(txn_broker) == []
+
+
+def test_kafka_python_and_aiokafka_transactional_producers(txn_broker):
+    """Older request versions (InitProducerId v1, AddPartitions/EndTxn v0-1)."""
+    import asyncio
+
+    from aiokafka import AIOKafkaProducer
+    from kafka import KafkaProducer
+
+    kp = KafkaProducer(bootstrap_servers=txn_broker.bootstrap_servers, transactional_id="kp")
+    kp.init_transactions()
+    kp.begin_transaction()
+    kp.send("t", b"kp", partition=0)
+    kp.commit_transaction()
+    kp.close()
+
+    async def aio():
+        p = AIOKafkaProducer(bootstrap_servers=txn_broker.bootstrap_servers,
+                             transactional_id="aio")
+        await p.start()
+        try:
+            await p.begin_transaction()
+            await p.send_and_wait("t", b"aio", partition=1)
+            await p.abort_transaction()
+        finally:
+            await p.stop()
+    asyncio.run(aio())
+    wait_for(lambda: txn_state(txn_broker, "kp") == "CompleteCommit", message="kafka-python commit")
+    wait_for(lambda: txn_state(txn_broker, "aio") == "CompleteAbort", message="aiokafka abort")
+    kp_pid = txn_broker.broker.txns.transactions["kp"].producer_id
+    aio_pid = txn_broker.broker.txns.transactions["aio"].producer_id
+    assert [b[:3] for b in batches(txn_broker, partition=0)] == [(False, None, kp_pid),
+                                                                 (True, COMMIT, kp_pid)]
+    assert [b[:3] for b in batches(txn_broker, partition=1)] == [(False, None, aio_pid),
+                                                                 (True, ABORT, aio_pid)]
