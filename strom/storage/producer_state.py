@@ -5,6 +5,8 @@ wrote (first and last sequence, first and last offset): the window the
 Java and librdkafka producers may have in flight (max.in.flight <= 5).
 A batch is checked before it is appended:
 
+- a producer unknown here (new, or expired: `expire`) may start at any
+  sequence, as in Kafka (its state may have expired while it was idle);
 - epoch below the current one: InvalidProducerEpoch (a zombie);
 - a newer epoch must start again at sequence 0;
 - the same (first, last) sequence as a cached batch: a duplicate, answered
@@ -121,10 +123,8 @@ class ProducerStateTable:
                 f"producer {header.producer_id} wrote a non-transactional batch inside its "
                 "transaction")
         if entry is None:
-            if seq != 0:
-                raise OutOfOrderSequenceError(
-                    f"producer {header.producer_id} is unknown here and starts at sequence {seq}, not 0"
-                )
+            # Any sequence, as in Kafka: the producer may be new, or known
+            # once and expired (producer.id.expiration.ms) while idle.
             return None
         if header.producer_epoch < entry.epoch:
             raise InvalidProducerEpochError(
@@ -282,8 +282,12 @@ def load_snapshot(medium, directory: str, log_end_offset: int,
         path = _path(directory, offset)
         table = None
         if offset <= log_end_offset:
-            table = _parse(checkpoint.load_lines(medium.read(path), legacy=False), offset)
-            if table is None:
+            lines = checkpoint.load_lines(medium.read(path), legacy=False)
+            table = _parse(lines, offset)
+            if table is None and lines and lines[0] == f"offset {offset}":
+                log.info("%s: producer state snapshot %d is of the format before "
+                         "transactions: rebuilt from the log instead", directory, offset)
+            elif table is None:
                 log.warning("%s: producer state snapshot %d is damaged: rebuilt from the log "
                             "instead", directory, offset)
         if table is not None:
