@@ -301,3 +301,64 @@ def test_txn_offset_commit_handler_checks_the_transaction_first(tmp_path):
             ("in", 1): ErrorCode.offset_metadata_too_large}
         assert groups.pending_txn_partitions("raw-group") == {("in", 0)}
         assert groups.committed("raw-group") == {}
+
+
+def _stable_fetch(port, partitions):
+    response = _raw(port, 9, 7, {"group_id": "kill-group", "require_stable": True,
+                                 "topics": [{"name": "in", "partition_indexes": partitions}]})
+    return {p.partition_index: (p.error_code, p.committed_offset)
+            for t in response.topics for p in t.partitions}
+
+
+def _open_txn_with_offsets(port, transactional_id, partition, offset):
+    init = _raw(port, 22, 1, {"transactional_id": transactional_id, "transaction_timeout": 60000})
+    assert init.error_code == ErrorCode.none
+    pid, epoch = init.producer_id, init.producer_epoch
+    assert _raw(port, 25, 0, {"transactional_id": transactional_id, "producer_id": pid,
+                              "producer_epoch": epoch, "group_id": "kill-group"}
+                ).error_code == ErrorCode.none
+    response = _raw(port, 28, 3, {
+        "transactional_id": transactional_id, "group_id": "kill-group", "producer_id": pid,
+        "producer_epoch": epoch, "generation_id": -1, "member_id": "",
+        "topics": [{"name": "in", "partitions": [
+            {"partition_index": partition, "committed_offset": offset}]}]})
+    assert response.topics[0].partitions[0].error_code == ErrorCode.none
+    return pid, epoch
+
+
+def _end_txn(port, transactional_id, pid, epoch, commit):
+    return _raw(port, 26, 1, {"transactional_id": transactional_id, "producer_id": pid,
+                              "producer_epoch": epoch, "committed": commit}).error_code
+
+
+def test_sigkill_keeps_pending_and_committed_transactional_offsets(tmp_path):
+    """A broker SIGKILLed with one transaction's offsets committed and
+    another's pending starts with exactly that: the committed offset, and
+    UNSTABLE_OFFSET_COMMIT until the open transaction ends (here: aborted,
+    so no offset)."""
+    from tests.integration.conftest import BrokerProcess, wait_for
+
+    broker = BrokerProcess(tmp_path / "data")
+    try:
+        broker.start()
+        _raw(broker.port, 19, 3, {"topics": [{"name": "in", "num_partitions": 2,
+                                              "replication_factor": 1}], "timeout": 10000})
+        pid_a, epoch_a = _open_txn_with_offsets(broker.port, "kill-a", 0, 5)
+        assert _end_txn(broker.port, "kill-a", pid_a, epoch_a, True) == ErrorCode.none
+        wait_for(lambda: _stable_fetch(broker.port, [0]) == {0: (ErrorCode.none, 5)},
+                 timeout=10, message="kill-a's offset committed")
+        pid_b, epoch_b = _open_txn_with_offsets(broker.port, "kill-b", 1, 7)
+        assert _stable_fetch(broker.port, [0, 1]) == {
+            0: (ErrorCode.none, 5), 1: (ErrorCode.unstable_offset_commit, -1)}
+        broker.kill()
+        broker.start()
+        assert _stable_fetch(broker.port, [0, 1]) == {
+            0: (ErrorCode.none, 5), 1: (ErrorCode.unstable_offset_commit, -1)}
+        assert _end_txn(broker.port, "kill-b", pid_b, epoch_b, False) == ErrorCode.none
+        wait_for(lambda: _stable_fetch(broker.port, [0, 1]) == {
+            0: (ErrorCode.none, 5), 1: (ErrorCode.none, -1)},
+            timeout=10, message="kill-b's offset dropped by its abort")
+    finally:
+        if broker.proc and broker.proc.poll() is None:
+            broker.proc.kill()
+            broker.proc.wait(10)
