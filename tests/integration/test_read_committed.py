@@ -200,11 +200,10 @@ def test_a_parked_read_committed_fetch_answers_when_the_lso_moves(broker):
     assert batches(part) == [(9, 9, False), (10, 10, False), (11, 11, True)]
 
 
-def _expected_after_commit():
-    return VISIBLE + [b"o0"]
+# Each returns (consumer, take): take(n, until) reads up to n records
+# [(offset, value)] from partition 0 (from offset 0) until the deadline.
 
-
-def consume_confluent(bootstrap, count, deadline_s=20):
+def consume_confluent(bootstrap):
     from confluent_kafka import Consumer, TopicPartition
 
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": "rc-confluent",
@@ -222,7 +221,7 @@ def consume_confluent(bootstrap, count, deadline_s=20):
     return c, take
 
 
-def consume_kafka_python(bootstrap, count, deadline_s=20):
+def consume_kafka_python(bootstrap):
     from kafka import KafkaConsumer, TopicPartition
 
     c = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
@@ -278,7 +277,7 @@ class _AioConsumer:
         self.thread.join(10)
 
 
-def consume_aiokafka(bootstrap, count, deadline_s=20):
+def consume_aiokafka(bootstrap):
     consumer = _AioConsumer(bootstrap)
     return consumer, consumer.take
 
@@ -287,7 +286,7 @@ def consume_aiokafka(bootstrap, count, deadline_s=20):
 def test_read_committed_consumers_skip_aborted_and_control_records(broker, client):
     make = {"confluent": consume_confluent, "kafka-python": consume_kafka_python,
             "aiokafka": consume_aiokafka}[client]
-    consumer, take = make(broker.bootstrap_servers, len(VISIBLE))
+    consumer, take = make(broker.bootstrap_servers)
     try:
         got = take(len(VISIBLE), time.monotonic() + 20)
         assert [v for _, v in got] == VISIBLE
@@ -350,8 +349,7 @@ def _send(p, topic, values):
 
 
 @pytest.mark.parametrize("client", ["confluent", "kafka-python", "aiokafka"])
-def test_a_transactional_producers_aborts_and_open_transaction_through_each_reader(tmp_path,
-                                                                                  client):
+def test_transactional_producer_commit_abort_and_open_through_each_reader(tmp_path, client):
     """librdkafka's transactional producer commits, aborts, and leaves one
     transaction open; each client's read_committed consumer gets exactly
     the committed records, and the open one only after its commit."""
@@ -371,7 +369,7 @@ def test_a_transactional_producers_aborts_and_open_transaction_through_each_read
         _send(p, TOPIC, [b"o0"])  # left open
         make = {"confluent": consume_confluent, "kafka-python": consume_kafka_python,
                 "aiokafka": consume_aiokafka}[client]
-        consumer, take = make(b.bootstrap_servers, 3)
+        consumer, take = make(b.bootstrap_servers)
         try:
             got = take(3, time.monotonic() + 20)
             assert [v for _, v in got] == [b"c0", b"c1", b"c2"]
