@@ -17,8 +17,9 @@ until that much is stable, not merely appended: the transaction
 coordinator notifies a partition after each marker, which moves its LSO.
 At read_uncommitted the hot path stays as it was: last_stable_offset is
 answered as the high watermark (Kafka sends the LSO at both levels, but
-clients read it only at read_committed; looking it up costs ~1 us per
-partition, a lock and the producer state) and aborted_transactions null.
+clients read it only at read_committed, and looking it up builds a
+partition's producer state on first use, on the loop) and
+aborted_transactions is null, as Kafka sends it.
 """
 
 import struct
