@@ -17,8 +17,9 @@ until that much is stable, not merely appended: the transaction
 coordinator notifies a partition after each marker, which moves its LSO.
 At read_uncommitted the hot path stays as it was: last_stable_offset is
 answered as the high watermark (Kafka sends the LSO at both levels, but
-clients read it only at read_committed; looking it up costs ~1 us per
-partition, a lock and the producer state) and aborted_transactions null.
+clients read it only at read_committed, and looking it up builds a
+partition's producer state on first use, on the loop) and
+aborted_transactions is null, as Kafka sends it.
 """
 
 import struct
@@ -33,7 +34,8 @@ from strom.protocol.fetch_response import FetchPartition, FetchTopic, encode_fet
 from strom.storage import LogWriteError, OffsetOutOfRangeError
 
 READ_COMMITTED = 1
-# base_offset int64, batch_length int32 at 0; last_offset_delta int32 at 23
+# A batch header: base_offset int64 at 0, batch_length int32 at 8 (bytes after
+# these 12), last_offset_delta int32 at 23.
 _BASE_LENGTH = struct.Struct(">qi")
 _DELTA = struct.Struct(">i")
 
@@ -107,7 +109,7 @@ def _read_committed(plog, part: FetchPartition, fetch_offset: int, limit: int, m
         end += length + 12
         end_offset = next_offset
     if end < n:
-        data = data[:end]
+        data = memoryview(data)[:end]  # no copy: the encoder takes views
     part.aborted_transactions = plog.aborted_transactions(fetch_offset, end_offset) if end else []
     return data
 
