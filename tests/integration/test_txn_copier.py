@@ -15,6 +15,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from tests.integration.conftest import wait_for
+from tests.integration.txn_copier import NO_REBOOTSTRAP
 
 PARTITIONS = 3
 
@@ -87,6 +88,7 @@ class CommittedReader:
         self._consumer = Consumer({
             "bootstrap.servers": bs, "group.id": "reader", "enable.auto.commit": False,
             "isolation.level": "read_committed", "reconnect.backoff.max.ms": 500,
+            **NO_REBOOTSTRAP,
         })
         self._consumer.assign([TopicPartition(topic, p, 0) for p in range(PARTITIONS)])
         self._thread = threading.Thread(target=self._run, daemon=True)
