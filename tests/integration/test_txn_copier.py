@@ -154,7 +154,8 @@ def run_copy(broker_process, client, per_partition, transaction_size, schedule):
         for fraction, action in schedule:
             wait_for(lambda: copier.progress >= fraction * total or copier.exited(), timeout=30,
                      message=f"copier progress {fraction:.0%}")
-            assert not copier.exited(), f"copier ended before {action}:\n{copier.output()}"
+            assert not copier.exited(), (f"copier ended before {action}:\n{copier.output()}\n"
+                                         f"broker:\n{''.join(broker.output[-30:])}")
             if action == "kill broker":
                 broker.kill()
                 broker.start()

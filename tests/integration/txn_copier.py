@@ -121,7 +121,7 @@ def copy_confluent(args, ends):
             producer.send_offsets_to_transaction(positions, consumer.consumer_group_metadata(), 20)
             retrying(lambda: producer.commit_transaction(20), "commit_transaction")
             in_txn, count = False, 0
-            say("committed", sum(tp.offset for tp in positions))
+            say("committed", sum(max(tp.offset, 0) for tp in positions))
         except KafkaException as e:
             err = e.args[0]
             if err.txn_requires_abort():
