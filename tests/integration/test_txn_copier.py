@@ -6,6 +6,8 @@ input exactly once, in order per partition, and a read_committed consumer
 that ran through all of it saw exactly that: no duplicate, no record of an
 aborted transaction."""
 
+import os
+import signal
 import subprocess
 import sys
 import threading
@@ -18,6 +20,24 @@ from tests.integration.conftest import wait_for
 from tests.integration.txn_copier import NO_REBOOTSTRAP
 
 PARTITIONS = 3
+
+
+def wait_until(predicate, timeout):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def group_offsets(broker):
+    """The copier group's offsets as OffsetFetch require_stable answers them
+    (a failure message: which partitions hang on pending offsets)."""
+    from tests.faults.txn_raw import RawClient
+
+    with RawClient(broker.port) as raw:
+        return raw.offset_fetch("copier", [("input", p) for p in range(PARTITIONS)])
 
 
 def create_topics(bs, *names):
@@ -60,8 +80,11 @@ class CopierProcess:
         return self
 
     def _read(self, proc):
+        log = open(os.environ["COPIER_LOG"], "a") if os.environ.get("COPIER_LOG") else None
         for line in proc.stdout:
             self.lines.append(line)
+            if log:
+                log.write(line)
             if line.startswith("committed "):
                 self.progress = max(self.progress, int(line.split()[1]))
 
@@ -73,7 +96,10 @@ class CopierProcess:
         return self.proc.poll() is not None
 
     def output(self):
-        return "".join(self.lines[-40:])
+        if not self.exited():  # a stalled copier: where is it?
+            self.proc.send_signal(signal.SIGUSR1)
+            time.sleep(0.5)  # for its stack dump to arrive, diagnostics only
+        return "".join(line for line in self.lines[-60:] if not line.startswith("%"))
 
 
 class CommittedReader:
@@ -152,10 +178,12 @@ def run_copy(broker_process, client, per_partition, transaction_size, schedule):
     copier = CopierProcess(bs, client, transaction_size, total, client).start()
     try:
         for fraction, action in schedule:
-            wait_for(lambda: copier.progress >= fraction * total or copier.exited(), timeout=30,
-                     message=f"copier progress {fraction:.0%}")
-            assert not copier.exited(), (f"copier ended before {action}:\n{copier.output()}\n"
-                                         f"broker:\n{''.join(broker.output[-30:])}")
+            reached = wait_until(lambda: copier.progress >= fraction * total or copier.exited(),
+                                 timeout=20)
+            assert reached and not copier.exited(), (
+                f"copier at {copier.progress} of {total}, exited {copier.exited()}, before "
+                f"{action} at {fraction:.0%}:\n{copier.output()}\n"
+                f"broker:\n{''.join(broker.output[-30:])}\n{group_offsets(broker)}")
             if action == "kill broker":
                 broker.kill()
                 broker.start()
@@ -165,8 +193,13 @@ def run_copy(broker_process, client, per_partition, transaction_size, schedule):
             elif action == "kill copier":
                 copier.kill()
                 copier.start()
-        copier.proc.wait(40)
-        assert copier.proc.returncode == 0 and "done\n" in copier.lines, copier.output()
+        try:
+            copier.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            pass
+        assert copier.proc.returncode == 0 and "done\n" in copier.lines, (
+            f"copier at {copier.progress} of {total}, exit {copier.proc.returncode}:\n"
+            f"{copier.output()}\nbroker:\n{''.join(broker.output[-30:])}")
         wait_for(lambda: reader.count() >= total, timeout=20,
                  message=f"the read_committed reader to get {total} records (has {reader.count()})")
     finally:

@@ -21,6 +21,9 @@ Clients: confluent-kafka (librdkafka), kafka-python, aiokafka.
 
 import argparse
 import asyncio
+import faulthandler
+import os
+import signal
 import sys
 import time
 
@@ -49,6 +52,7 @@ def end_offsets(bootstrap, topic):
 # holds (send_offsets_to_transaction hung past its timeout after a broker
 # restart). A one-broker test loses every broker on each restart.
 NO_REBOOTSTRAP = {"metadata.recovery.strategy": "none"}
+DEBUG = {"debug": os.environ["COPIER_DEBUG"]} if os.environ.get("COPIER_DEBUG") else {}
 
 
 def copy_confluent(args, ends):
@@ -66,7 +70,7 @@ def copy_confluent(args, ends):
         "group.instance.id": f"{args.group}-copier", "session.timeout.ms": 10000,
         "isolation.level": "read_committed", "enable.auto.commit": False,
         "auto.offset.reset": "earliest", "reconnect.backoff.max.ms": 500,
-        "retry.backoff.max.ms": 500, **NO_REBOOTSTRAP,
+        "retry.backoff.max.ms": 500, **NO_REBOOTSTRAP, **DEBUG,
     })
     consumer.subscribe([args.input], on_revoke=lambda c, parts: revoked.append(parts))
     in_txn = False
@@ -88,11 +92,22 @@ def copy_confluent(args, ends):
         in_txn, count = False, 0
         rewind()
 
+    idle_since = time.monotonic()
+    next_done_check = 0.0
+    known = {}  # partition -> committed offset, for the progress line
     while True:
         msgs = consumer.consume(args.transaction_size - count, 0.1)
+        if msgs:
+            idle_since = time.monotonic()
+        elif time.monotonic() - idle_since > 2:
+            idle_since = time.monotonic()
+            say("idle: assignment", [tp.partition for tp in consumer.assignment()], "positions",
+                [tp.offset for tp in consumer.position(consumer.assignment())], "in_txn", in_txn,
+                "count", count)
         if revoked:
             # A rebalance: the generation the offsets carry is gone; start over.
             revoked.clear()
+            known.clear()
             if in_txn:
                 abort()
             continue
@@ -106,22 +121,29 @@ def copy_confluent(args, ends):
             count += 1
             producer.poll(0)
         assigned = consumer.assignment()
-        positions = consumer.position(assigned) if assigned else []
-        at_end = len(assigned) == len(ends) and all(tp.offset >= ends[tp.partition]
-                                                    for tp in positions)
+        if assigned and not known:  # where the group's committed offsets stand
+            known.update({tp.partition: max(tp.offset, 0)
+                          for tp in consumer.committed(assigned, timeout=20)})
         if not in_txn:
-            if at_end and committed_all(consumer, ends, args.input):
-                say("done")
-                consumer.close()
-                return
+            if not msgs and time.monotonic() > next_done_check:
+                next_done_check = time.monotonic() + 0.5
+                if committed_all(consumer, ends, args.input):
+                    say("done")
+                    consumer.close()
+                    return
             continue
-        if count < args.transaction_size and not at_end:
+        # Commit a full transaction, or what there is once the input runs dry.
+        if count < args.transaction_size and msgs:
             continue
+        # librdkafka has no position for a partition it handed nothing from.
+        positions = [tp for tp in consumer.position(assigned) if tp.offset >= 0]
         try:
-            producer.send_offsets_to_transaction(positions, consumer.consumer_group_metadata(), 20)
+            retrying(lambda: producer.send_offsets_to_transaction(
+                positions, consumer.consumer_group_metadata(), 20), "send_offsets_to_transaction")
             retrying(lambda: producer.commit_transaction(20), "commit_transaction")
             in_txn, count = False, 0
-            say("committed", sum(max(tp.offset, 0) for tp in positions))
+            known.update({tp.partition: tp.offset for tp in positions})
+            say("committed", sum(known.values()))
         except KafkaException as e:
             err = e.args[0]
             if err.txn_requires_abort():
@@ -273,6 +295,7 @@ def main(argv=None):
     p.add_argument("--transaction-size", type=int, default=300)
     p.add_argument("--transaction-timeout-ms", type=int, default=20000)
     args = p.parse_args(argv)
+    faulthandler.register(signal.SIGUSR1)  # the test asks where a stalled copier is
     try:
         COPIERS[args.client](args, end_offsets(args.bootstrap, args.input))
     except Exception as e:  # the test prints this line when the copier exits early
