@@ -111,6 +111,7 @@ def copy_confluent(args, ends):
             if in_txn:
                 abort()
             continue
+        opened = bool(msgs) and not in_txn
         for m in msgs:
             if m.error():
                 raise KafkaException(m.error())
@@ -120,6 +121,8 @@ def copy_confluent(args, ends):
             producer.produce(args.output, key=m.key(), value=m.value(), partition=m.partition())
             count += 1
             producer.poll(0)
+        if opened:
+            announce_open(producer, args.open_pause_ms)
         assigned = consumer.assignment()
         if assigned and not known:  # where the group's committed offsets stand
             known.update({tp.partition: max(tp.offset, 0)
@@ -151,6 +154,15 @@ def copy_confluent(args, ends):
                 abort()
             else:
                 raise
+
+
+def announce_open(producer, pause_ms):
+    """The open transaction's first records are in the log: a test that
+    kills now kills mid-transaction (it waits for this line; the pause,
+    the copier's "processing time", gives it the moment to)."""
+    producer.flush()
+    say("open")
+    time.sleep(pause_ms / 1000)
 
 
 def committed_all(consumer, ends, topic):
@@ -218,6 +230,7 @@ def copy_kafka_python(args, ends):
             producer.begin_transaction()
             for m in batch:
                 producer.send(args.output, key=m.key, value=m.value, partition=m.partition)
+            announce_open(producer, args.open_pause_ms)
             offsets = {tp: OffsetAndMetadata(consumer.position(tp), "", -1) for tp in assigned}
             producer.send_offsets_to_transaction(offsets, consumer.group_metadata())
             producer.commit_transaction()
@@ -267,6 +280,9 @@ async def _copy_aiokafka(args, ends):
                     for m in batch:
                         await producer.send(args.output, key=m.key, value=m.value,
                                             partition=m.partition)
+                    await producer.flush()
+                    say("open")
+                    await asyncio.sleep(args.open_pause_ms / 1000)
                     offsets = {tp: await consumer.position(tp) for tp in assigned}
                     await producer.send_offsets_to_transaction(offsets, args.group)
                 say("committed", sum(offsets.values()))
@@ -294,8 +310,14 @@ def main(argv=None):
     p.add_argument("--transactional-id", required=True)
     p.add_argument("--transaction-size", type=int, default=300)
     p.add_argument("--transaction-timeout-ms", type=int, default=20000)
+    p.add_argument("--open-pause-ms", type=int, default=0,
+                   help="pause after a transaction's first records are written")
     args = p.parse_args(argv)
     faulthandler.register(signal.SIGUSR1)  # the test asks where a stalled copier is
+    if DEBUG and args.client != "confluent":
+        import logging
+        logging.basicConfig(level=logging.DEBUG, stream=sys.stdout,
+                            format="%(asctime)s %(name)s %(message)s")
     try:
         COPIERS[args.client](args, end_offsets(args.bootstrap, args.input))
     except Exception as e:  # the test prints this line when the copier exits early
