@@ -57,7 +57,9 @@ class _CountingFile(DiskFile):
 
 class _CountingMedium(DiskMedium):
     def open(self, path: str):
-        return _CountingFile(self._p(path)) if path.endswith(LOG_SUFFIX) else super().open(path)
+        if path.endswith(LOG_SUFFIX):
+            return _CountingFile(self._p(path), self.file_cache)
+        return super().open(path)
 
 
 def own_work_us(d: str, chunk: bytes, n: int = 20_000) -> float:

@@ -64,6 +64,8 @@ class BrokerConfig:
     # rebalance; a lone consumer should not wait, so the default is 0.
     group_initial_rebalance_delay_ms: int = 0
     offsets_retention_minutes: int = 7 * 24 * 60
+    # Idle producers with no open transaction are forgotten after this (Kafka's default).
+    producer_id_expiration_ms: int = 86_400_000
     # KIP-848 groups (group.protocol=consumer): the broker sets the
     # members' heartbeat interval; Kafka's default is 5 s, ours is shorter
     # so a rebalance settles in a few seconds.

@@ -10,6 +10,7 @@ import asyncio
 class AppendNotifier:
     def __init__(self):
         self._waiters: dict[object, set[asyncio.Future]] = {}
+        self.stopping = False  # set by wake_all: a woken fetch must not park again
 
     def notify(self, key) -> None:
         waiters = self._waiters.pop(key, None)
@@ -19,6 +20,8 @@ class AppendNotifier:
                     fut.set_result(True)
 
     def wake_all(self) -> None:
+        """At shutdown: every parked fetch answers now with what it has."""
+        self.stopping = True
         for key in list(self._waiters):
             self.notify(key)
 

@@ -45,6 +45,7 @@ class Broker:
         self.logs = await asyncio.to_thread(
             LogManager, cfg.data_dir, storage=cfg.storage, defaults=cfg.topic_defaults,
             maintenance_interval_s=cfg.log_retention_check_interval_ms / 1000,
+            producer_id_expiration_ms=cfg.producer_id_expiration_ms,
         )
         self._waits = LoopWaits(self.logs.flusher, self.loop)
         self.groups = GroupCoordinator(

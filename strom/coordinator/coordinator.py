@@ -10,9 +10,9 @@ members and their assignments) is written when the leader syncs.
 
 Transactional offsets (TxnOffsetCommit) are written in a transactional
 batch and stay pending (txn_offsets.py) until the transaction's COMMIT or
-ABORT control batch in this topic is replayed; `_load` replays control
-batches as well, so a restart rebuilds pending and committed offsets
-exactly.
+ABORT control batch in this topic is replayed; start-up replays control
+batches as well (offsets_load.py), so a restart rebuilds pending and
+committed offsets exactly.
 
 Timers (one task, every 100 ms): members whose session timed out are
 removed, a rebalance past its deadline completes without the members that
@@ -29,7 +29,8 @@ from kio.schema.errors import ErrorCode
 
 from strom.coordinator import records as rec
 from strom.coordinator.consumer_group import ConsumerGroups
-from strom.coordinator.txn_offsets import PendingOffsets, check_txn_commit
+from strom.coordinator.offsets_load import load_offsets_topic
+from strom.coordinator.txn_offsets import PendingOffsets, TransactionalOffsets
 from strom.coordinator.group import (
     COMPLETING_REBALANCE,
     DEAD,
@@ -42,8 +43,6 @@ from strom.coordinator.group import (
 from strom.logsafe import printable
 from strom.protocol.errors import KafkaError, error_for
 from strom.records import Record, build_batch
-from strom.records.batch import batch_records, iter_batches, validate_batch
-from strom.records.control import COMMIT, marker_of
 from strom.storage import LogWriteError, StorageError, UnknownTopicError
 from strom.storage.producer_state import InvalidProducerEpochError
 
@@ -55,7 +54,7 @@ _OFFSETS_TOPIC_CONFIG = {"cleanup.policy": "compact", "segment.bytes": str(100 *
 _TICK_S = 0.1
 
 
-class GroupCoordinator:
+class GroupCoordinator(TransactionalOffsets):
     def __init__(self, logs, wait_durable, *, initial_rebalance_delay_ms: int = 0,
                  offsets_retention_ms: int = 7 * 24 * 3600 * 1000,
                  consumer_heartbeat_interval_ms: int = 1000,
@@ -100,7 +99,7 @@ class GroupCoordinator:
             return  # created by the first write (_offsets_log), as Kafka does
         self._restore_offsets_topic_config()
         self.plog = self.logs.get_log(rec.OFFSETS_TOPIC, 0)
-        count, skipped = self._load(self.plog)
+        count, skipped = load_offsets_topic(self.plog, self.replay, self.replay_marker)
         if count:
             log.info("loaded %d groups and committed offsets of %d groups from %d records",
                      len(self.groups), len(self.offsets), count)
@@ -108,65 +107,6 @@ class GroupCoordinator:
             log.error("%s: skipped %d record(s) that cannot be loaded (%s), e.g. at offset %d; "
                       "the state they held is lost, the rest is loaded",
                       rec.OFFSETS_TOPIC, n, kind, example)
-
-    def _load(self, plog) -> tuple[int, dict[str, tuple[int, int]]]:
-        """Replay the offsets topic. Damage (a batch that fails its CRC or
-        does not decode, a record that is not ours) is skipped and counted
-        by kind, with the first offset of each: it costs the state those
-        records held, never the start."""
-        skipped: dict[str, tuple[int, int]] = {}
-
-        def skip(kind: str, offset: int, n: int = 1) -> None:
-            count, first = skipped.get(kind, (0, offset))
-            skipped[kind] = (count + n, first)
-
-        offset, count = plog.log_start_offset, 0
-        while offset < plog.log_end_offset:
-            data = plog.read(offset, 1 << 20)
-            if not data:
-                break
-            start = offset
-            for pos, header in iter_batches(data):
-                if header.next_offset <= offset:
-                    continue  # a compacted remnant before `offset`, or a bogus header
-                try:
-                    validate_batch(data, pos)
-                    if header.is_control:
-                        records, marker = [], marker_of(data, pos)
-                    else:
-                        records, marker = batch_records(data, pos), None
-                except Exception:  # noqa: BLE001 (any failure to decode is damage)
-                    skip("a batch that does not decode", header.base_offset,
-                         max(header.records_count, 1))
-                    # Its header may be damaged too: move on, but not past the log end.
-                    offset = max(offset + 1, min(header.next_offset, plog.log_end_offset))
-                    continue
-                if marker is not None:
-                    self.replay_marker(header.producer_id, marker[0] == COMMIT)
-                    count += 1
-                txn_producer = header.producer_id if header.is_transactional else -1
-                for r in records:
-                    if r.offset < offset:
-                        continue
-                    try:
-                        if r.key is None:
-                            raise rec.BadRecordError("a record without a key", "")
-                        key = rec.decode_key(r.key)
-                        self.replay(key, rec.decode_value(key, r.value), loading=True,
-                                    producer_id=txn_producer, record_offset=r.offset)
-                        count += 1
-                    except rec.BadRecordError as e:
-                        skip(e.kind, r.offset)
-                    except Exception as e:  # noqa: BLE001 (a bug must not stop the start either)
-                        skip(f"a record whose replay failed with {type(e).__name__}", r.offset)
-                offset = header.next_offset
-            if offset == start:
-                # Nothing readable at `offset` (storage serves whole batches
-                # only): stop here rather than loop; later records are lost.
-                skip("unreadable data where a batch should start", offset,
-                     plog.log_end_offset - offset)
-                break
-        return count, skipped
 
     def _offsets_log(self):
         """The offsets topic, created on first use: a broker that never sees
@@ -244,18 +184,6 @@ class GroupCoordinator:
                 member = group.members.get(m["member_id"])
                 if member is not None:
                     member.assignment = rec.unb64(m["assignment"])
-
-    def replay_marker(self, producer_id: int, commit: bool) -> None:
-        """A COMMIT or ABORT control batch for `producer_id`: its pending
-        offsets become committed (unless a later commit replaced them), or
-        are dropped."""
-        pending = self.pending_txn.end(producer_id)
-        if not commit:
-            return
-        for key, (value, record_offset) in pending.items():
-            if self._offset_records.get(key, -1) < record_offset:
-                self.offsets.setdefault(key.group, {})[(key.topic, key.partition)] = value
-                self._offset_records[key] = record_offset
 
     async def _append(self, entries: list[tuple[object, dict | None]], producer_id: int = -1,
                       producer_epoch: int = -1) -> None:
@@ -626,69 +554,6 @@ class GroupCoordinator:
                 return ErrorCode.not_coordinator  # retriable: the client finds us again and retries
             return ErrorCode.unknown_server_error
         return ErrorCode.none
-
-    # -- transactional offsets (TxnOffsetCommit) ---------------------------------
-
-    async def txn_commit(self, group_id: str, producer_id: int, producer_epoch: int,
-                         member_id: str, generation_id: int, group_instance_id: str | None,
-                         offsets: list[tuple[str, int, int, int, str | None]]
-                         ) -> dict[tuple[str, int], ErrorCode]:
-        """Store `offsets` [(topic, partition, offset, leader_epoch, metadata)]
-        as pending offsets of `producer_id`'s open transaction (the caller
-        checked with the transaction coordinator that it has one, with
-        this group's offsets in it): one transactional batch, durable
-        before the answer."""
-        error = ErrorCode.invalid_group_id if not group_id else check_txn_commit(
-            self.groups.get(group_id),
-            self.consumer_groups.check_commit(group_id, member_id, generation_id),
-            member_id, generation_id, group_instance_id)
-        if error or not offsets:
-            return {(t, p): error for t, p, *_ in offsets}
-        now = int(time.time() * 1000)
-        entries = [(rec.OffsetKey(group_id, topic, partition),
-                    {"offset": offset, "leader_epoch": epoch, "metadata": metadata or "",
-                     "commit_timestamp": now})
-                   for topic, partition, offset, epoch, metadata in offsets]
-        replayed = asyncio.get_running_loop().create_future()
-        writes = self._txn_writes.setdefault(producer_id, set())
-        writes.add(replayed)
-        try:
-            error = await self._append_or_error(
-                f"group {group_id}: transactional offsets of producer {producer_id}", entries,
-                producer_id, producer_epoch)
-        finally:
-            replayed.set_result(None)
-            writes.discard(replayed)
-            if not writes:
-                self._txn_writes.pop(producer_id, None)
-        return {(t, p): error for t, p, *_ in offsets}
-
-    async def complete_txn(self, producer_id: int, producer_epoch: int, commit: bool,
-                           coordinator_epoch: int) -> None:
-        """The transaction coordinator ends `producer_id`'s transaction in
-        the offsets topic: its marker is written, then replayed (pending
-        transactional offsets become committed, or are dropped)."""
-        plog = self._offsets_log()
-        earlier = list(self._txn_writes.get(producer_id, ()))
-        try:
-            result = plog.append_marker(producer_id, producer_epoch, commit, coordinator_epoch)
-        except InvalidProducerEpochError as e:
-            raise error_for(ErrorCode.invalid_producer_epoch, str(e)) from e
-        except (StorageError, OSError) as e:
-            raise error_for(ErrorCode.kafka_storage_error, str(e)) from e
-        error = await self.wait_durable(plog, result.last_offset + 1)
-        if error is not None:
-            raise error_for(ErrorCode.kafka_storage_error, str(error))
-        if earlier:
-            await asyncio.gather(*earlier)
-        self.replay_marker(producer_id, commit)
-
-    def pending_txn_partitions(self, group_id: str) -> set[tuple[str, int]]:
-        """(topic, partition) of the group's offsets pending in a transaction."""
-        return self.pending_txn.partitions(group_id)
-
-    def has_pending_txn_offset(self, group_id: str, topic: str, partition: int) -> bool:
-        return self.pending_txn.has(group_id, topic, partition)
 
     def committed(self, group_id: str) -> dict[tuple[str, int], dict]:
         return self.offsets.get(group_id, {})

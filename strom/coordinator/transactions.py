@@ -7,7 +7,10 @@ against the current state (txn_state.py computes the next one), the next
 state is appended (acks=all: after the fsync) and only then replayed by
 `replay`, the same function that loads the topic at start-up. While a
 transition is being written the id has a pending state (memory only, as
-Kafka's `pendingState`): other requests for it get CONCURRENT_TRANSACTIONS.
+Kafka's `pendingState`): other requests for it get CONCURRENT_TRANSACTIONS,
+except that AddPartitions/AddOffsets/InitProducerId first wait (up to
+`_SETTLE_S`) for the markers of the id's previous transaction, which is
+what the client's retry would find, without its backoff.
 
 Ending a transaction (EndTxn, or the coordinator's own abort):
 PrepareCommit/PrepareAbort is made durable and the request answered; then
@@ -48,6 +51,11 @@ _TOPIC_CONFIG = {"cleanup.policy": "compact", "segment.bytes": str(100 * 1024 * 
                  "retention.ms": "-1"}
 COORDINATOR_EPOCH = 0  # one node: the coordinator is never moved, so never fenced
 _RETRY_BACKOFF_S = (0.05, 5.0)  # markers / Complete* after a storage error: first, cap
+# A request for an id whose last transaction is still being completed
+# waits this long for it before answering CONCURRENT_TRANSACTIONS: the
+# answer is the same as the client's retry would get, without its backoff
+# (librdkafka: 20 ms per AddPartitionsToTxn, i.e. per transaction).
+_SETTLE_S = 1.0
 
 
 def _now_ms() -> int:
@@ -172,6 +180,12 @@ class TransactionCoordinator:
             self._replay_raw(key, value)
         return ErrorCode.none
 
+    async def _settle(self, tid: str) -> None:
+        """Wait (bounded) for the markers of `tid`'s ending transaction."""
+        task = self._completions.get(tid)
+        if task is not None:
+            await asyncio.wait([task], timeout=_SETTLE_S)  # never cancels it
+
     async def _transit(self, meta: st.TxnMetadata) -> ErrorCode:
         tid = meta.transactional_id
         self._pending[tid] = meta.state
@@ -193,6 +207,7 @@ class TransactionCoordinator:
             return ErrorCode.invalid_transaction_timeout, -1, -1
         if (producer_id == -1) != (producer_epoch == -1):
             return ErrorCode.invalid_request, -1, -1
+        await self._settle(tid)
         if tid in self._pending:
             return ErrorCode.concurrent_transactions, -1, -1
         now = _now_ms()
@@ -238,6 +253,7 @@ class TransactionCoordinator:
     async def _add(self, tid: str, producer_id: int, producer_epoch: int, partitions) -> ErrorCode:
         if not tid:
             return ErrorCode.invalid_request
+        await self._settle(tid)
         meta = self.transactions.get(tid)
         error = st.check_producer(meta, producer_id, producer_epoch)
         if error:
@@ -347,11 +363,12 @@ class TransactionCoordinator:
                     if error:
                         raise StorageError(f"writing {rec.TRANSACTION_STATE_TOPIC}: {error.name}")
                     break
-                except (KafkaError, StorageError) as e:
+                except Exception as e:  # noqa: BLE001 (a bug must not leave it prepared for ever)
                     if not failing:
                         log.error("transactional id %s: ending its transaction (%s) failed, "
                                   "retrying until it succeeds: %s", printable(tid),
-                                  "commit" if commit else "abort", e)
+                                  "commit" if commit else "abort", e,
+                                  exc_info=not isinstance(e, (KafkaError, StorageError)))
                         failing = True
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, _RETRY_BACKOFF_S[1])
@@ -389,6 +406,10 @@ class TransactionCoordinator:
         for plog, fut in waits:
             try:
                 error = await fut
+            except InvalidProducerEpochError as e:  # from the offsets partition
+                log.error("transactional id %s: %s-0 refused the marker: %s",
+                          printable(meta.transactional_id), OFFSETS_TOPIC, e)
+                continue
             except (KafkaError, StorageError) as e:
                 error = e
             if error is not None:

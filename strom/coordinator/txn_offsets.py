@@ -19,10 +19,20 @@ not refused and a request without member and generation (v0-2) is
 accepted whatever the group's state.
 """
 
+import asyncio
+import logging
+import time
+
 from kio.schema.errors import ErrorCode
 
+from strom.coordinator import records as rec
 from strom.coordinator.group import DEAD, Group
 from strom.coordinator.records import OffsetKey
+from strom.protocol.errors import error_for
+from strom.storage import StorageError
+from strom.storage.producer_state import CoordinatorFencedError, InvalidProducerEpochError
+
+log = logging.getLogger(__name__)
 
 
 class PendingOffsets:
@@ -95,3 +105,89 @@ def check_txn_commit(group: Group | None, consumer_error: ErrorCode | None, memb
         if generation_id != group.generation:
             return ErrorCode.illegal_generation
     return ErrorCode.none
+
+
+class TransactionalOffsets:
+    """GroupCoordinator's TxnOffsetCommit side, kept here by concern: it
+    uses the coordinator's `offsets`, `_offset_records`, `pending_txn`,
+    `_txn_writes`, `groups`, `consumer_groups`, `_append_or_error`,
+    `_offsets_log` and `wait_durable`."""
+
+    def replay_marker(self, producer_id: int, commit: bool) -> None:
+        """A COMMIT or ABORT control batch for `producer_id`: its pending
+        offsets become committed (unless a later commit replaced them), or
+        are dropped."""
+        pending = self.pending_txn.end(producer_id)
+        if not commit:
+            return
+        for key, (value, record_offset) in pending.items():
+            if self._offset_records.get(key, -1) < record_offset:
+                self.offsets.setdefault(key.group, {})[(key.topic, key.partition)] = value
+                self._offset_records[key] = record_offset
+
+    async def txn_commit(self, group_id: str, producer_id: int, producer_epoch: int,
+                         member_id: str, generation_id: int, group_instance_id: str | None,
+                         offsets: list[tuple[str, int, int, int, str | None]]
+                         ) -> dict[tuple[str, int], ErrorCode]:
+        """Store `offsets` [(topic, partition, offset, leader_epoch, metadata)]
+        as pending offsets of `producer_id`'s open transaction (the caller
+        checked with the transaction coordinator that it has one, with
+        this group's offsets in it): one transactional batch, durable
+        before the answer."""
+        if producer_id < 0:  # not a transactional producer's
+            error = ErrorCode.invalid_producer_id_mapping
+        else:
+            error = ErrorCode.invalid_group_id if not group_id else check_txn_commit(
+                self.groups.get(group_id),
+                self.consumer_groups.check_commit(group_id, member_id, generation_id),
+                member_id, generation_id, group_instance_id)
+        if error or not offsets:
+            return {(t, p): error for t, p, *_ in offsets}
+        now = int(time.time() * 1000)
+        entries = [(rec.OffsetKey(group_id, topic, partition),
+                    {"offset": offset, "leader_epoch": epoch, "metadata": metadata or "",
+                     "commit_timestamp": now})
+                   for topic, partition, offset, epoch, metadata in offsets]
+        replayed = asyncio.get_running_loop().create_future()
+        writes = self._txn_writes.setdefault(producer_id, set())
+        writes.add(replayed)
+        try:
+            error = await self._append_or_error(
+                f"group {group_id}: transactional offsets of producer {producer_id}", entries,
+                producer_id, producer_epoch)
+        finally:
+            replayed.set_result(None)
+            writes.discard(replayed)
+            if not writes:
+                self._txn_writes.pop(producer_id, None)
+        return {(t, p): error for t, p, *_ in offsets}
+
+    async def complete_txn(self, producer_id: int, producer_epoch: int, commit: bool,
+                           coordinator_epoch: int) -> None:
+        """The transaction coordinator ends `producer_id`'s transaction in
+        the offsets topic: its marker is written, then replayed (pending
+        transactional offsets become committed, or are dropped)."""
+        plog = self._offsets_log()
+        earlier = list(self._txn_writes.get(producer_id, ()))
+        try:
+            result = plog.append_marker(producer_id, producer_epoch, commit, coordinator_epoch)
+        except (InvalidProducerEpochError, CoordinatorFencedError) as e:
+            # A newer epoch already ended this producer's transaction here
+            # (its marker was replayed then): as Kafka, this one is dropped.
+            log.warning("%s: marker refused, dropped: %s", rec.OFFSETS_TOPIC, e)
+            return
+        except (StorageError, OSError) as e:
+            raise error_for(ErrorCode.kafka_storage_error, str(e)) from e
+        error = await self.wait_durable(plog, result.last_offset + 1)
+        if error is not None:
+            raise error_for(ErrorCode.kafka_storage_error, str(error))
+        if earlier:
+            await asyncio.gather(*earlier)
+        self.replay_marker(producer_id, commit)
+
+    def pending_txn_partitions(self, group_id: str) -> set[tuple[str, int]]:
+        """(topic, partition) of the group's offsets pending in a transaction."""
+        return self.pending_txn.partitions(group_id)
+
+    def has_pending_txn_offset(self, group_id: str, topic: str, partition: int) -> bool:
+        return self.pending_txn.has(group_id, topic, partition)

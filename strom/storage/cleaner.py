@@ -2,11 +2,16 @@
 
 A pass over one PartitionLog whose topic has `cleanup.policy` containing
 `compact`:
-1. The cleanable range is every non-active segment whose newest record is
-   older than `min.compaction.lag.ms`. The active segment is never cleaned.
+1. The cleanable range is the run of non-active segments from the log
+   start whose newest record is older than `min.compaction.lag.ms` and that
+   end at or below the last stable offset (Kafka's first uncleanable
+   offset: nothing an open transaction may still abort is cleaned). The
+   active segment is never cleaned.
 2. Build the offset map: key -> latest offset, over the whole log (records
-   in the active segment also supersede older ones), and the last five
-   batches of every producer (the idempotence window, producer_state.WINDOW).
+   in the active segment also supersede older ones), but for records of
+   aborted transactions, and of transactions not yet decided (at or past
+   the LSO); and the last five batches of every producer (the idempotence
+   window, producer_state.WINDOW) not idle for producer.id.expiration.ms.
 3. Group consecutive cleanable segments whose sizes add up to at most
    `segment.bytes` (Kafka's groupSegmentsBySize), so cleaned segments that
    shrank are merged instead of piling up empty; rewrite each group into
@@ -16,8 +21,17 @@ A pass over one PartitionLog whose topic has `cleanup.policy` containing
    `delete.retention.ms`. Kept records keep their offsets (gaps are
    allowed); a rewritten batch keeps its codec, producer fields, timestamp
    type and `last_offset_delta` (Kafka's overrideLastOffset), so the
-   sequence range a producer's batch covers is what it was. Control and
-   transactional batches are copied unchanged.
+   sequence range a producer's batch covers is what it was.
+   Transactions (Kafka's CleanedTransactionMetadata), walking the batches
+   in offset order with the aborted transactions of the `.txnindex` files:
+   a data batch of an aborted transaction loses all its records; one of a
+   committed transaction is compacted like any other. A marker stays while
+   any batch of its transaction is still in the log (read in this pass);
+   after that it is removable, and removed once `delete.retention.ms` has
+   passed since a pass first found it so: that pass stamps the time in the
+   batch, as Kafka does (attribute bit 6, the delete horizon in the base
+   timestamp). The cleaned segment's `.txnindex` keeps the entries of the
+   ABORT markers that stay for their data.
 4. A batch left with no record is still written, as a header with no
    records, when it is one of its producer's last five (Kafka's
    retainLastBatchSequence keeps one; five make the producer state rebuilt
@@ -26,7 +40,8 @@ A pass over one PartitionLog whose topic has `cleanup.policy` containing
    where the group ended: offsets stay addressable and a crash mid-swap is
    finished by deleting what the swap covers).
 5. Swap it in: `.cleaned` -> `.swap` -> `.log` (PartitionLog.replace_segments);
-   a crash mid-way is finished or rolled back at load.
+   a crash mid-way is finished or rolled back at load, and the first
+   segment's `.txnindex` is rebuilt then.
 
 Runs on the maintenance thread; the log's lock is held only for the swap.
 """
@@ -37,9 +52,11 @@ from collections import deque
 
 from strom.records.batch import BATCH_HEADER_SIZE, LOG_OVERHEAD, batch_records, build_batch, crc32c
 from strom.records.codecs import MAX_DECOMPRESSED_BYTES
+from strom.records.control import ABORT
 from strom.storage import files
 from strom.storage.log import PartitionLog, now_ms
 from strom.storage.producer_state import WINDOW
+from strom.storage.transactions import marker_at
 
 log = logging.getLogger(__name__)
 
@@ -47,46 +64,131 @@ log = logging.getLogger(__name__)
 # A producer that wrote nothing for this long is forgotten by the cleaner
 # (Kafka's producer.id.expiration.ms): its last batches are no longer kept.
 PRODUCER_ID_EXPIRATION_MS = 86_400_000
+_DELETE_HORIZON = 0x40  # batch attribute: base_timestamp holds the delete horizon
 # Merging passes over the cleaned segments, each over fewer, smaller ones.
 _MERGE_PASSES = 8
 
 
-def clean(plog: PartitionLog, now: int | None = None) -> int:
+class _TxnWalk:
+    """The transactions met walking batches in offset order (Kafka's
+    CleanedTransactionMetadata): which data batches are aborted, which
+    markers still have data of their transaction behind them."""
+
+    def __init__(self, aborted: list, start: int):
+        # aborted transactions still running at `start`, by first offset
+        self._pending = sorted((e for e in aborted if e.last_offset >= start),
+                               key=lambda e: e.first_offset)
+        self._next = 0
+        self._aborted: dict[int, list] = {}  # pid -> [entry, data batch seen]
+        self._committed: set[int] = set()  # pids with data of an open/committed txn seen
+
+    def _consume(self, offset: int) -> None:
+        pending = self._pending
+        while self._next < len(pending) and pending[self._next].first_offset <= offset:
+            e = pending[self._next]
+            self._aborted.setdefault(e.producer_id, [e, False])
+            self._next += 1
+
+    def data(self, header) -> bool:
+        """A data batch: True if it belongs to an aborted transaction."""
+        self._consume(header.last_offset)
+        if not header.is_transactional:
+            return False
+        state = self._aborted.get(header.producer_id)
+        if state is not None:
+            state[1] = True
+            return True
+        self._committed.add(header.producer_id)
+        return False
+
+    def marker(self, kind: int | None, header):
+        """A control batch: (removable, the index entry to keep or None)."""
+        self._consume(header.last_offset)
+        pid = header.producer_id
+        if kind is None:
+            return True, None  # emptied earlier, or no marker: ends nothing
+        if kind == ABORT:
+            state = self._aborted.pop(pid, None)
+            if state is not None and state[1]:
+                return False, state[0]
+            return True, None
+        if pid in self._committed:
+            self._committed.discard(pid)
+            return False, None
+        return True, None
+
+
+def clean(plog: PartitionLog, now: int | None = None,
+          producer_id_expiration_ms: int = PRODUCER_ID_EXPIRATION_MS) -> int:
     """Compact `plog` once; return the number of records removed."""
     now = now_ms() if now is None else now
     cfg = plog.config
+    lso = plog.last_stable_offset
     segments = plog.segments_snapshot()
-    cleanable = [s for s in segments[:-1] if s.max_timestamp < now - cfg.min_compaction_lag_ms]
+    cleanable = _cleanable(segments, now - cfg.min_compaction_lag_ms, lso)
     if not any(not s.is_empty for s in cleanable):
         return 0
     limit = max(MAX_DECOMPRESSED_BYTES, cfg.max_message_bytes)  # as append allowed
+    aborted = [e for seg in segments for e in seg.txn_index.entries]
     latest: dict[bytes, int] = {}
     last_batches: dict[int, deque] = {}
+    walk = _TxnWalk(aborted, 0)
     for seg in segments:
-        for _, header, raw in seg.batches():
-            if header.producer_id >= 0 and header.max_timestamp >= now - PRODUCER_ID_EXPIRATION_MS:
+        for pos, header, raw in seg.batches():
+            if header.producer_id >= 0 and header.max_timestamp >= now - producer_id_expiration_ms:
                 last_batches.setdefault(header.producer_id, deque(maxlen=WINDOW)).append(
                     header.base_offset)
             if header.is_control:
+                marker = marker_at(seg, pos, header)
+                walk.marker(marker and marker[0], header)
                 continue
+            if walk.data(header) or (header.is_transactional and header.last_offset >= lso):
+                continue  # aborted, or not decided yet: supersedes nothing
             for r in batch_records(raw, 0, limit):
                 if r.key is not None:
                     latest[r.key] = r.offset
     retained = {base for bases in last_batches.values() for base in bases}
     removed = 0
-    for group in _groups(segments, cleanable, cfg.segment_bytes):
-        removed += _clean_group(plog, group, latest, retained, now)
+    groups = _groups(segments, cleanable, cfg.segment_bytes)
+    walk = _TxnWalk(aborted, groups[0][0].base_offset if groups else 0)
+    for group in groups:
+        removed += _clean_group(plog, group, latest, retained, now, walk)
     # Groups were sized by what the segments held before; what they hold now
     # is often far less, so merge the cleaned neighbours in the same pass.
     for _ in range(_MERGE_PASSES):
         segments = plog.segments_snapshot()
-        cleanable = [s for s in segments[:-1] if s.max_timestamp < now - cfg.min_compaction_lag_ms]
-        groups = [g for g in _groups(segments, cleanable, cfg.segment_bytes) if len(g) > 1]
-        if not groups:
+        cleanable = _cleanable(segments, now - cfg.min_compaction_lag_ms, lso)
+        groups = _groups(segments, cleanable, cfg.segment_bytes)
+        if not any(len(g) > 1 for g in groups):
             break
+        aborted = [e for seg in segments for e in seg.txn_index.entries]
+        walk = _TxnWalk(aborted, groups[0][0].base_offset)
         for group in groups:
-            removed += _clean_group(plog, group, latest, retained, now)
+            if len(group) == 1:  # walked (headers only), so markers see the data before them
+                _walk_headers(group[0], walk)
+            else:
+                removed += _clean_group(plog, group, latest, retained, now, walk)
     return removed
+
+
+def _walk_headers(seg, walk: _TxnWalk) -> None:
+    for pos, header in seg.headers():
+        if header.is_control:
+            marker = marker_at(seg, pos, header)
+            walk.marker(marker and marker[0], header)
+        else:
+            walk.data(header)
+
+
+def _cleanable(segments, max_timestamp: int, lso: int) -> list:
+    """The non-active segments from the start up to the first one too
+    young (min.compaction.lag.ms) or reaching past the LSO."""
+    out = []
+    for seg in segments[:-1]:
+        if seg.max_timestamp >= max_timestamp or seg.next_offset > lso:
+            break
+        out.append(seg)
+    return out
 
 
 def _groups(segments, cleanable, max_bytes: int) -> list[list]:
@@ -110,22 +212,37 @@ def _groups(segments, cleanable, max_bytes: int) -> list[list]:
 
 
 def _clean_group(plog: PartitionLog, group: list, latest: dict[bytes, int], retained: set[int],
-                 now: int) -> int:
+                 now: int, walk: _TxnWalk) -> int:
     out: list[bytes] = []
     removed = 0
+    changed = False
+    kept_aborted = []  # `.txnindex` entries of the markers that stay
     final = None  # base offset of the group's last batch
     for seg in group:
         for _, header in seg.headers():
             final = header.base_offset
+    cfg = plog.config
     for seg in group:
-        for _, header, raw in seg.batches():
-            kept_raw, dropped = _clean_batch(plog.config, header, raw, latest, now)
+        for pos, header, raw in seg.batches():
+            if header.is_control:
+                marker = marker_at(seg, pos, header)
+                removable, entry = walk.marker(marker and marker[0], header)
+                if entry is not None:
+                    kept_aborted.append(entry)
+                kept_raw = _clean_marker(cfg, header, raw, removable, now)
+                dropped = 0
+            elif walk.data(header):
+                kept_raw, dropped = None, header.records_count  # an aborted transaction's
+            else:
+                kept_raw, dropped = _clean_batch(cfg, header, raw, latest, now)
             removed += dropped
             if kept_raw is None and (header.base_offset in retained or header.base_offset == final):
-                kept_raw = empty_batch(header)
+                kept_raw = raw if not header.records_count else empty_batch(header)
+            if kept_raw is not raw:
+                changed = True
             if kept_raw is not None:
                 out.append(kept_raw)
-    if not removed and len(group) == 1:
+    if not changed and len(group) == 1:
         return 0
     first = group[0]
     cleaned_path = first.path(files.LOG_SUFFIX + files.CLEANED_SUFFIX)
@@ -137,16 +254,36 @@ def _clean_group(plog: PartitionLog, group: list, latest: dict[bytes, int], reta
         f.sync()
     finally:
         f.close()
-    plog.replace_segments(group, cleaned_path)
+    plog.replace_segments(group, cleaned_path, aborted=kept_aborted)
     log.info("%s: compacted %d segment(s) from %d into one, removed %d records", plog.directory,
              len(group), first.base_offset, removed)
     return removed
 
 
+def _clean_marker(cfg, header, raw: bytes, removable: bool, now: int):
+    """A control batch: kept as it is, stamped with its delete horizon (the
+    first pass that finds it removable), or gone (None) once that passed."""
+    if not removable:
+        return raw
+    if header.attributes & _DELETE_HORIZON:
+        return None if header.base_timestamp <= now else raw
+    if not header.records_count:
+        return None  # emptied earlier: written again only if still needed
+    records = batch_records(raw, 0, len(raw))
+    stamped = bytearray(build_batch(
+        records, base_offset=header.base_offset, timestamp_type=header.timestamp_type,
+        producer_id=header.producer_id, producer_epoch=header.producer_epoch,
+        base_sequence=header.base_sequence, partition_leader_epoch=header.partition_leader_epoch,
+        is_transactional=True, is_control=True, base_timestamp=now + cfg.delete_retention_ms,
+    ))
+    _ATTRIBUTES.pack_into(stamped, 21, header.attributes | _DELETE_HORIZON)
+    _LAST_OFFSET_DELTA.pack_into(stamped, 23, header.last_offset_delta)
+    _sign(stamped)
+    return bytes(stamped)
+
+
 def _clean_batch(cfg, header, raw: bytes, latest: dict[bytes, int], now: int):
     """(the batch to write or None, records removed)."""
-    if header.is_control or header.is_transactional:
-        return raw, 0
     if not header.records_count:
         return None, 0  # an empty batch kept earlier: written again only if still needed
     records = batch_records(raw, 0, max(MAX_DECOMPRESSED_BYTES, cfg.max_message_bytes))
@@ -164,7 +301,7 @@ def _clean_batch(cfg, header, raw: bytes, latest: dict[bytes, int], now: int):
         timestamp_type=header.timestamp_type, producer_id=header.producer_id,
         producer_epoch=header.producer_epoch, base_sequence=header.base_sequence,
         partition_leader_epoch=header.partition_leader_epoch,
-        base_timestamp=header.base_timestamp,
+        base_timestamp=header.base_timestamp, is_transactional=header.is_transactional,
     ))
     _LAST_OFFSET_DELTA.pack_into(rebuilt, 23, header.last_offset_delta)
     _sign(rebuilt)
@@ -191,4 +328,5 @@ def _sign(batch: bytearray) -> None:
 
 _EMPTY = struct.Struct(">qiibIhiqqqhii")
 _LAST_OFFSET_DELTA = struct.Struct(">i")
+_ATTRIBUTES = struct.Struct(">h")
 _CRC = struct.Struct(">I")

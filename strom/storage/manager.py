@@ -87,7 +87,8 @@ class LogManager:
     def __init__(self, data_dir: str | None = None, *, storage: str = "disk",
                  defaults: dict[str, str] | None = None,
                  maintenance_interval_s: float = 5.0,
-                 checkpoint_interval_s: float = 10.0):
+                 checkpoint_interval_s: float = 10.0,
+                 producer_id_expiration_ms: int = cleaner.PRODUCER_ID_EXPIRATION_MS):
         if storage == "memory":
             self.medium = MemoryMedium()
             self.fd_limit = 0
@@ -100,6 +101,9 @@ class LogManager:
             raise ValueError(f"unknown storage {storage!r}: use 'disk' or 'memory'")
         self.data_dir = data_dir
         self.defaults = dict(defaults or {})
+        # Kafka's producer.id.expiration.ms: idle producers with no open
+        # transaction are forgotten by the maintenance pass and the cleaner.
+        self.producer_id_expiration_ms = producer_id_expiration_ms
         self.topics: dict[str, Topic] = {}
         self._by_id: dict[uuid.UUID, Topic] = {}
         self._lock = threading.RLock()
@@ -418,12 +422,14 @@ class LogManager:
                 if topic.config.compact and self._dirty_enough(plog):
                     self._run_task("compaction", plog, self._compact, plog, now)
                 self._run_task("retention", plog, plog.apply_retention, now)
+                self._run_task("producer expiry", plog, plog.expire_producers, now,
+                               self.producer_id_expiration_ms)
                 self._run_task("producer snapshot", plog, plog.snapshot_producers)
                 if scrub_left > 0:
                     self._run_task("scrub", plog, scrub, plog)
 
     def _compact(self, plog: PartitionLog, now: int) -> None:
-        cleaner.clean(plog, now)
+        cleaner.clean(plog, now, self.producer_id_expiration_ms)
         self._cleaned_up_to[plog] = plog.active.base_offset
 
     def _run_task(self, task: str, plog: PartitionLog | None, fn, *args) -> bool:

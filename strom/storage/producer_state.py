@@ -5,6 +5,8 @@ wrote (first and last sequence, first and last offset): the window the
 Java and librdkafka producers may have in flight (max.in.flight <= 5).
 A batch is checked before it is appended:
 
+- a producer unknown here (new, or expired: `expire`) may start at any
+  sequence, as in Kafka (its state may have expired while it was idle);
 - epoch below the current one: InvalidProducerEpoch (a zombie);
 - a newer epoch must start again at sequence 0;
 - the same (first, last) sequence as a cached batch: a duplicate, answered
@@ -33,6 +35,10 @@ open transactions in offset order (they open in log order), so its first
 value is the first unstable offset: the last stable offset is that, or the
 log end when nothing is open.
 
+Snapshots: besides the newest, the newest one at or below the active
+segment's base is kept: a crash's rebuild of that segment's `.txnindex`
+(transactions.rebuild) starts from it instead of the log start.
+
 Snapshot format (checkpoint.dump_lines, so checksummed): `offset <n> v2`,
 then one line per producer: `producer <id> <epoch> <last_timestamp>
 <coordinator_epoch> <current_txn_first_offset>` followed by its batches as
@@ -54,6 +60,9 @@ from strom.storage.errors import StorageError
 log = logging.getLogger(__name__)
 
 WINDOW = 5
+# Far above any real snapshot (about 150 bytes a producer): a larger file
+# is damage, and is not read into memory.
+MAX_SNAPSHOT_BYTES = 256 * 1024 * 1024
 INT32_MAX = 2**31 - 1
 
 
@@ -69,9 +78,10 @@ class InvalidTxnStateError(StorageError):
     """A non-transactional batch from a producer whose transaction is open here."""
 
 
-class CoordinatorFencedError(StorageError):
+class CoordinatorFencedError(InvalidProducerEpochError):
     """A marker from a coordinator epoch older than the last one seen
-    (Kafka's TransactionCoordinatorFencedException)."""
+    (Kafka's TransactionCoordinatorFencedException). A kind of stale
+    epoch: a coordinator that drops a refused marker drops this one too."""
 
 
 @dataclass
@@ -121,10 +131,8 @@ class ProducerStateTable:
                 f"producer {header.producer_id} wrote a non-transactional batch inside its "
                 "transaction")
         if entry is None:
-            if seq != 0:
-                raise OutOfOrderSequenceError(
-                    f"producer {header.producer_id} is unknown here and starts at sequence {seq}, not 0"
-                )
+            # Any sequence, as in Kafka: the producer may be new, or known
+            # once and expired (producer.id.expiration.ms) while idle.
             return None
         if header.producer_epoch < entry.epoch:
             raise InvalidProducerEpochError(
@@ -272,6 +280,14 @@ def _parse(lines: list[str] | None, offset: int) -> ProducerStateTable | None:
     return table
 
 
+def _size(medium, path: str) -> int:
+    f = medium.open(path)
+    try:
+        return f.size
+    finally:
+        f.close()
+
+
 def load_snapshot(medium, directory: str, log_end_offset: int,
                   at_most: int | None = None) -> tuple[int, ProducerStateTable] | None:
     """(offset, state) of the newest usable snapshot, else None. Unusable
@@ -282,8 +298,14 @@ def load_snapshot(medium, directory: str, log_end_offset: int,
         path = _path(directory, offset)
         table = None
         if offset <= log_end_offset:
-            table = _parse(checkpoint.load_lines(medium.read(path), legacy=False), offset)
-            if table is None:
+            lines = None
+            if _size(medium, path) <= MAX_SNAPSHOT_BYTES:  # a hostile file is not read whole
+                lines = checkpoint.load_lines(medium.read(path), legacy=False)
+            table = _parse(lines, offset)
+            if table is None and lines and lines[0] == f"offset {offset}":
+                log.info("%s: producer state snapshot %d is of the format before "
+                         "transactions: rebuilt from the log instead", directory, offset)
+            elif table is None:
                 log.warning("%s: producer state snapshot %d is damaged: rebuilt from the log "
                             "instead", directory, offset)
         if table is not None:

@@ -533,11 +533,12 @@ class Segment(SegmentDamage):
 
     def close(self) -> None:
         self._write_indexes()
-        if self.txn_index.failed:
-            try:
+        try:
+            if self.txn_index.failed:
                 self.txn_index.reset(self.txn_index.entries)
-            except OSError:  # missing is rebuilt at load; incomplete would be trusted
-                self.medium.remove(self.path(files.TXN_INDEX_SUFFIX))
+            self.txn_index.sync()
+        except OSError:  # missing is rebuilt at load; incomplete would be trusted
+            self.medium.remove(self.path(files.TXN_INDEX_SUFFIX))
         self.log_file.close()
         self.offset_index.close()
         self.time_index.close()

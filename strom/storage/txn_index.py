@@ -18,7 +18,9 @@ still open then started at or after it).
 
 Derived data, like the other indexes: kept in memory, written (one entry
 at a time: one per ABORT marker) to the file, fsynced with the segment's
-other indexes when the segment leaves the active role, rebuilt by the
+other indexes when the segment leaves the active role, after a rebuild or
+a compaction rewrote it, and at a clean close (a clean stop's segments are
+trusted at the next start, their indexes included), rebuilt by the
 log's recovery (transactions.rebuild) after an unclean stop, or when the
 file is missing or fails `load`'s checks. A file is never a reason to
 change the log. Written only under the log's lock.
@@ -36,6 +38,7 @@ VERSION = 0
 # entries a segment of a given size can hold, so a hostile file is refused
 # before it is read, not after.
 _MIN_MARKER_BYTES = 61 + 8
+_CHUNK = ENTRY_SIZE * 2048
 
 
 class AbortedTxn(NamedTuple):
@@ -52,6 +55,7 @@ class TxnIndex:
         # A write failed: the file may lack entries, so the segment rewrites
         # it at close, or deletes it (a missing file is rebuilt at load).
         self.failed = False
+        self.dirty = False  # written since the last fsync
 
     def load(self, base_offset: int, next_offset: int, log_size: int) -> None:
         """Read and check the file against the segment it indexes; raise
@@ -59,17 +63,19 @@ class TxnIndex:
         size = self._file.size
         if size % ENTRY_SIZE:
             raise SuspectIndexError(f"transaction index size {size} is not a multiple of {ENTRY_SIZE}")
-        if size // ENTRY_SIZE > log_size // _MIN_MARKER_BYTES:
+        if size // ENTRY_SIZE > min(log_size // _MIN_MARKER_BYTES, next_offset - base_offset):
             raise SuspectIndexError("transaction index has more entries than the log has markers")
         entries, last = [], base_offset - 1
-        for version, pid, first, last_offset, lso in ENTRY.iter_unpack(self._file.pread(0, size)):
-            if (version != VERSION or pid < 0 or first < 0 or first > last_offset
-                    or last_offset <= last or last_offset >= next_offset
-                    or not 0 <= lso <= last_offset + 1):
-                raise SuspectIndexError(f"transaction index entry ({pid}, {first}, {last_offset}) "
-                                        "does not fit the segment")
-            entries.append(AbortedTxn(pid, first, last_offset, lso))
-            last = last_offset
+        for pos in range(0, size, _CHUNK):  # a bad entry stops the read where it is
+            for version, pid, first, last_offset, lso in ENTRY.iter_unpack(
+                    self._file.pread(pos, min(_CHUNK, size - pos))):
+                if (version != VERSION or pid < 0 or first < 0 or first > last_offset
+                        or last_offset <= last or last_offset >= next_offset
+                        or not 0 <= lso <= last_offset + 1):
+                    raise SuspectIndexError(f"transaction index entry ({pid}, {first}, "
+                                            f"{last_offset}) does not fit the segment")
+                entries.append(AbortedTxn(pid, first, last_offset, lso))
+                last = last_offset
         self.entries = entries
 
     def append(self, entry: AbortedTxn) -> None:
@@ -77,6 +83,7 @@ class TxnIndex:
         if self.failed:
             return
         data = ENTRY.pack(VERSION, *entry)
+        self.dirty = True
         try:
             self._file.append([data], len(data))
         except OSError:
@@ -85,6 +92,10 @@ class TxnIndex:
     def reset(self, entries: list[AbortedTxn] = ()) -> None:
         """Replace every entry (a rebuild, or a cleaned segment's survivors)."""
         self.entries = list(entries)
+        if not self.entries and not self._file.size:
+            self.failed = False
+            return  # already so: nothing to write or fsync
+        self.dirty = True
         self._file.truncate(0)
         if self.entries:
             data = b"".join(ENTRY.pack(VERSION, *e) for e in self.entries)
@@ -101,7 +112,10 @@ class TxnIndex:
                 self.entries, self.failed = kept, True
 
     def sync(self) -> None:
-        self._file.sync()
+        """fsync if written since the last one."""
+        if self.dirty:
+            self._file.sync()
+            self.dirty = False
 
     def close(self) -> None:
         self._file.close()

@@ -18,7 +18,9 @@ Layout of the partition every test starts from:
 """
 
 import asyncio
+import shutil
 import socket
+import subprocess
 import threading
 import time
 
@@ -64,7 +66,9 @@ class Writer:
         self.embedded = embedded
         self.plog = embedded.broker.logs.get_log(TOPIC, 0)
         self.sequences: dict[int, int] = {}
-        self.timestamp = int(time.time() * 1000)
+        # Ahead of the markers' (append time) timestamps, so that timestamp
+        # lookups find data batches only.
+        self.timestamp = int(time.time() * 1000) + 3_600_000
 
     def _on_loop(self, fn):
         async def call():
@@ -145,7 +149,8 @@ def test_fetch_read_committed_stops_at_the_lso_with_the_aborted_transactions(bro
 
 def test_fetch_read_uncommitted_is_unchanged(broker):
     part = fetch(broker, 0)
-    assert (part.high_watermark, part.last_stable_offset) == (10, 9)
+    # The hot path does not look the LSO up: clients read it only at read_committed.
+    assert (part.high_watermark, part.last_stable_offset) == (10, 10)
     assert batches(part)[-1] == (9, 9, False)  # the open transaction's batch too
     assert part.aborted_transactions is None  # null at read_uncommitted, as Kafka
 
@@ -195,11 +200,10 @@ def test_a_parked_read_committed_fetch_answers_when_the_lso_moves(broker):
     assert batches(part) == [(9, 9, False), (10, 10, False), (11, 11, True)]
 
 
-def _expected_after_commit():
-    return VISIBLE + [b"o0"]
+# Each returns (consumer, take): take(n, until) reads up to n records
+# [(offset, value)] from partition 0 (from offset 0) until the deadline.
 
-
-def consume_confluent(bootstrap, count, deadline_s=20):
+def consume_confluent(bootstrap):
     from confluent_kafka import Consumer, TopicPartition
 
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": "rc-confluent",
@@ -217,7 +221,7 @@ def consume_confluent(bootstrap, count, deadline_s=20):
     return c, take
 
 
-def consume_kafka_python(bootstrap, count, deadline_s=20):
+def consume_kafka_python(bootstrap):
     from kafka import KafkaConsumer, TopicPartition
 
     c = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
@@ -273,7 +277,7 @@ class _AioConsumer:
         self.thread.join(10)
 
 
-def consume_aiokafka(bootstrap, count, deadline_s=20):
+def consume_aiokafka(bootstrap):
     consumer = _AioConsumer(bootstrap)
     return consumer, consumer.take
 
@@ -282,7 +286,7 @@ def consume_aiokafka(bootstrap, count, deadline_s=20):
 def test_read_committed_consumers_skip_aborted_and_control_records(broker, client):
     make = {"confluent": consume_confluent, "kafka-python": consume_kafka_python,
             "aiokafka": consume_aiokafka}[client]
-    consumer, take = make(broker.bootstrap_servers, len(VISIBLE))
+    consumer, take = make(broker.bootstrap_servers)
     try:
         got = take(len(VISIBLE), time.monotonic() + 20)
         assert [v for _, v in got] == VISIBLE
@@ -296,3 +300,178 @@ def test_read_committed_consumers_skip_aborted_and_control_records(broker, clien
         assert got == [(9, b"o0"), (11, b"a3")]
     finally:
         consumer.close()
+
+
+def test_a_read_committed_group_consumer_waits_for_pending_transactional_offsets(broker):
+    """librdkafka's read_committed consumer sends OffsetFetch with
+    require_stable: while the group's offset is pending in a transaction
+    it gets UNSTABLE_OFFSET_COMMIT and retries, rather than starting from
+    auto.offset.reset; after the commit marker it starts at that offset."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    groups = broker.broker.groups
+
+    def on_loop(coro):
+        return asyncio.run_coroutine_threadsafe(coro, broker._loop).result(10)
+
+    errors = on_loop(groups.txn_commit("rc-group", 7, 0, "", -1, None, [(TOPIC, 0, 8, -1, "")]))
+    assert errors == {(TOPIC, 0): ErrorCode.none}
+    c = Consumer({"bootstrap.servers": broker.bootstrap_servers, "group.id": "rc-group",
+                  "enable.auto.commit": False, "isolation.level": "read_committed",
+                  "auto.offset.reset": "earliest"})
+    try:
+        c.assign([TopicPartition(TOPIC, 0)])  # from the committed offset
+        m = c.poll(1.5)
+        assert m is None, (m.offset(), m.value())  # not from earliest: the offset is unstable
+        on_loop(groups.complete_txn(7, 0, True, 0))
+        deadline = time.monotonic() + 20
+        while m is None and time.monotonic() < deadline:
+            m = c.poll(0.2)
+        assert m is not None and not m.error()
+        assert (m.offset(), m.value()) == (8, b"a2")
+    finally:
+        c.close()
+
+
+def _transactional_producer(bootstrap, transactional_id):
+    from confluent_kafka import Producer
+
+    p = Producer({"bootstrap.servers": bootstrap, "transactional.id": transactional_id,
+                  "linger.ms": 5})
+    p.init_transactions(20)
+    return p
+
+
+def _send(p, topic, values):
+    for v in values:
+        p.produce(topic, value=v, partition=0)
+    assert p.flush(20) == 0
+
+
+@pytest.mark.parametrize("client", ["confluent", "kafka-python", "aiokafka"])
+def test_transactional_producer_commit_abort_and_open_through_each_reader(tmp_path, client):
+    """librdkafka's transactional producer commits, aborts, and leaves one
+    transaction open; each client's read_committed consumer gets exactly
+    the committed records, and the open one only after its commit."""
+    with EmbeddedBroker(data_dir=str(tmp_path / "data"), storage="disk") as b:
+        b.broker.logs.create_topic(TOPIC, 1)
+        p = _transactional_producer(b.bootstrap_servers, "rc-e2e")
+        p.begin_transaction()
+        _send(p, TOPIC, [b"c0", b"c1"])
+        p.commit_transaction(20)
+        p.begin_transaction()
+        _send(p, TOPIC, [b"x0", b"x1", b"x2"])
+        p.abort_transaction(20)
+        p.begin_transaction()
+        _send(p, TOPIC, [b"c2"])
+        p.commit_transaction(20)
+        p.begin_transaction()
+        _send(p, TOPIC, [b"o0"])  # left open
+        make = {"confluent": consume_confluent, "kafka-python": consume_kafka_python,
+                "aiokafka": consume_aiokafka}[client]
+        consumer, take = make(b.bootstrap_servers)
+        try:
+            got = take(3, time.monotonic() + 20)
+            assert [v for _, v in got] == [b"c0", b"c1", b"c2"]
+            assert take(1, time.monotonic() + 1.0) == []  # held back by the open transaction
+            p.commit_transaction(20)
+            got = take(1, time.monotonic() + 20)
+            assert [v for _, v in got] == [b"o0"]
+        finally:
+            consumer.close()
+
+
+def test_send_offsets_to_transaction_pending_until_commit(broker):
+    """send_offsets_to_transaction (AddOffsetsToTxn + TxnOffsetCommit):
+    the group's offset is UNSTABLE for require_stable readers while the
+    transaction is open, absent for everyone else, then committed."""
+    from confluent_kafka import ConsumerGroupTopicPartitions, KafkaError, TopicPartition
+    from confluent_kafka.admin import AdminClient
+
+    p = _transactional_producer(broker.bootstrap_servers, "rc-offsets")
+    p.begin_transaction()
+    _send(p, TOPIC, [b"out"])
+    # A group that exists (the metadata is all librdkafka needs here).
+    from confluent_kafka import Consumer
+    c = Consumer({"bootstrap.servers": broker.bootstrap_servers, "group.id": "rc-copier"})
+    metadata = c.consumer_group_metadata()
+    c.close()
+    p.send_offsets_to_transaction([TopicPartition(TOPIC, 0, 5)], metadata, 20)
+    groups = broker.broker.groups
+    assert groups.pending_txn_partitions("rc-copier") == {(TOPIC, 0)}
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap_servers})
+
+    def committed_offset(require_stable):
+        request = [ConsumerGroupTopicPartitions("rc-copier", [TopicPartition(TOPIC, 0)])]
+        future = admin.list_consumer_group_offsets(request, require_stable=require_stable,
+                                                   request_timeout=10)["rc-copier"]
+        [tp] = future.result(15).topic_partitions
+        return tp.offset, tp.error
+
+    offset, error = committed_offset(False)
+    assert offset < 0 and error is None  # not committed yet
+    offset, error = committed_offset(True)
+    assert error is not None and error.code() == KafkaError.UNSTABLE_OFFSET_COMMIT
+    p.commit_transaction(20)
+    # EndTxn is answered before the markers are written: stable soon after.
+    wait_for(lambda: committed_offset(True) == (5, None), timeout=15,
+             message="the committed offset once the marker is written")
+    assert groups.committed("rc-copier")[(TOPIC, 0)]["offset"] == 5
+    assert groups.pending_txn_partitions("rc-copier") == set()
+
+
+def test_describe_producers_shows_the_open_transaction(broker):
+    """DescribeProducers (KIP-664): the producers of the partition, with the
+    first offset of producer 3's open transaction (what holds the LSO)."""
+    response = _call(broker.port, 61, 0, {"topics": [
+        {"name": TOPIC, "partition_indexes": [0, 5]},
+        {"name": "no-such-topic", "partition_indexes": [0]},
+        {"name": "bad/name", "partition_indexes": [0]}]})
+    [ours, unknown, bad] = response.topics
+    [p0, p5] = ours.partitions
+    assert p0.error_code == ErrorCode.none
+    producers = {p.producer_id: p for p in p0.active_producers}
+    assert set(producers) == {1, 2, 3}
+    assert [producers[i].current_txn_start_offset for i in (1, 2, 3)] == [-1, -1, 9]
+    assert producers[3].last_sequence == 0 and producers[1].last_sequence == 1
+    assert all(p.producer_epoch == EPOCH for p in producers.values())
+    assert p5.error_code == ErrorCode.unknown_topic_or_partition and not p5.active_producers
+    assert unknown.partitions[0].error_code == ErrorCode.unknown_topic_or_partition
+    assert bad.partitions[0].error_code == ErrorCode.invalid_topic_exception
+
+
+def test_shutdown_answers_a_parked_read_committed_fetch_at_once(tmp_path):
+    with EmbeddedBroker(data_dir=str(tmp_path / "data"), storage="disk") as b:
+        b.broker.logs.create_topic(TOPIC, 1)
+        b.writer = writer = Writer(b)
+        writer.txn(1, b"o0")  # open: a read_committed fetch from 0 parks
+        result = {}
+
+        def reader():
+            try:
+                result["part"] = fetch(b, 1, offset=0, max_wait=30000, timeout=40)
+            except ConnectionError as e:
+                result["error"] = e
+
+        t = threading.Thread(target=reader)
+        t.start()
+        wait_for(_parked(b), message="the fetch to park")
+        start = time.monotonic()
+        b.stop()
+        stopped_in = time.monotonic() - start
+        t.join(10)
+    assert stopped_in < 3  # not held by the parked fetch (stop aborts after 5 s)
+    assert batches(result["part"]) == [] and result["part"].last_stable_offset == 0
+
+
+@pytest.mark.skipif(shutil.which("kcat") is None, reason="kcat is not installed")
+def test_kcat_read_committed(broker):
+    """Debian's kcat (an older librdkafka): read_committed to the end of
+    what is stable, without the aborted records, the markers or the open
+    transaction."""
+    out = subprocess.run(
+        ["kcat", "-C", "-b", broker.bootstrap_servers, "-t", TOPIC, "-p", "0", "-o", "beginning",
+         "-e", "-q", "-f", "%o %s\\n", "-X", "isolation.level=read_committed"],
+        capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n")[:-1] == ["0 a0", "1 a1", "2 c0", "3 c1", "8 a2"]

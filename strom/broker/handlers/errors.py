@@ -20,9 +20,9 @@ _CODES = [
     (storage.InvalidPartitionsError, ErrorCode.invalid_partitions),
     (storage.LogWriteError, ErrorCode.kafka_storage_error),
     (producer_state.OutOfOrderSequenceError, ErrorCode.out_of_order_sequence_number),
+    (producer_state.CoordinatorFencedError, ErrorCode.transaction_coordinator_fenced),
     (producer_state.InvalidProducerEpochError, ErrorCode.invalid_producer_epoch),
     (producer_state.InvalidTxnStateError, ErrorCode.invalid_txn_state),
-    (producer_state.CoordinatorFencedError, ErrorCode.transaction_coordinator_fenced),
 ]
 
 

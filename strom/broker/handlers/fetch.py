@@ -15,7 +15,11 @@ transactions that overlap them (the client drops those batches itself,
 up to each one's ABORT marker), and a parked read_committed fetch waits
 until that much is stable, not merely appended: the transaction
 coordinator notifies a partition after each marker, which moves its LSO.
-last_stable_offset is the LSO at either level, as Kafka answers it.
+At read_uncommitted the hot path stays as it was: last_stable_offset is
+answered as the high watermark (Kafka sends the LSO at both levels, but
+clients read it only at read_committed, and looking it up builds a
+partition's producer state on first use, on the loop) and
+aborted_transactions is null, as Kafka sends it.
 """
 
 import struct
@@ -30,7 +34,8 @@ from strom.protocol.fetch_response import FetchPartition, FetchTopic, encode_fet
 from strom.storage import LogWriteError, OffsetOutOfRangeError
 
 READ_COMMITTED = 1
-# base_offset int64, batch_length int32 at 0; last_offset_delta int32 at 23
+# A batch header: base_offset int64 at 0, batch_length int32 at 8 (bytes after
+# these 12), last_offset_delta int32 at 23.
 _BASE_LENGTH = struct.Struct(">qi")
 _DELTA = struct.Struct(">i")
 
@@ -60,14 +65,15 @@ def _read(version, request, resolved, max_bytes) -> tuple[list[FetchTopic], int,
                                    else ErrorCode.unknown_topic_or_partition)
                 continue
             plog = topic.logs[p.partition]
-            part.high_watermark = plog.high_watermark
-            part.last_stable_offset = plog.last_stable_offset
             part.log_start_offset = plog.log_start_offset
             limit = min(p.partition_max_bytes, budget - total)
             try:
                 if read_committed:
+                    part.high_watermark = plog.high_watermark
+                    part.last_stable_offset = plog.last_stable_offset
                     data = _read_committed(plog, part, p.fetch_offset, max(limit, 0), total == 0)
                 else:
+                    part.high_watermark = part.last_stable_offset = plog.high_watermark
                     # KIP-74: the first batch of the response comes whole even
                     # past the limits; after that, only what fits.
                     data = plog.read(p.fetch_offset, max(limit, 0), min_one=total == 0)
@@ -90,8 +96,8 @@ def _read_committed(plog, part: FetchPartition, fetch_offset: int, limit: int, m
     batches below the LSO, and the aborted transactions among them (an
     empty list, never null, as Kafka answers read_committed)."""
     lso = part.last_stable_offset
-    part.aborted_transactions = []
     if plog.log_start_offset <= fetch_offset and lso <= fetch_offset <= plog.log_end_offset:
+        part.aborted_transactions = []
         return b""  # nothing stable yet: no read (a parked reader re-reads on every append)
     data = plog.read(fetch_offset, limit, min_one=min_one)
     end, end_offset, n = 0, fetch_offset, len(data)
@@ -103,9 +109,8 @@ def _read_committed(plog, part: FetchPartition, fetch_offset: int, limit: int, m
         end += length + 12
         end_offset = next_offset
     if end < n:
-        data = data[:end]
-    if end:
-        part.aborted_transactions = plog.aborted_transactions(fetch_offset, end_offset)
+        data = memoryview(data)[:end]  # no copy: the encoder takes views
+    part.aborted_transactions = plog.aborted_transactions(fetch_offset, end_offset) if end else []
     return data
 
 
@@ -137,6 +142,8 @@ async def _wait_stable(broker, version, request, resolved, max_bytes, topics, to
         left = deadline - time.monotonic()
         if left <= 0 or not await broker.notifier.wait_any(waitable, left):
             break
+        if broker.notifier.stopping:
+            return topics  # shutting down: answer with what there was
         topics, total, waitable = _read(version, request, resolved, max_bytes)
         if not waitable or any(p.error_code for t in topics for p in t.partitions):
             break

@@ -94,7 +94,14 @@ def handle_produce(ctx, request):
             try:
                 if part.records is None:
                     raise InvalidRecordError("produce request without records")
-                producer = _transactional_producer(part.records)
+                records = part.records
+                # One non-transactional batch (every idempotent or plain
+                # producer's request) passes these three tests; the rest
+                # take the full look.
+                producer = None
+                if (len(records) < _HEADER_SIZE or records[_ATTRIBUTES_LOW] & 0x10
+                        or _BATCH_LENGTH.unpack_from(records, 8)[0] + 12 != len(records)):
+                    producer = _transactional_producer(records)
                 if producer is not None:
                     code = broker.txns.check_partition(producer[0], producer[1], name, part.index)
                     if code:
@@ -104,7 +111,7 @@ def handle_produce(ctx, request):
                         log.warning("transactional produce to %s-%d from %r refused: %s",
                                     printable(name), part.index, ctx.header.client_id, code.name)
                         continue
-                result = plog.append(part.records)
+                result = plog.append(records)
             except (StorageError, InvalidRecordError) as e:
                 entry["error_code"] = error_code(e)
                 entry["error_message"] = str(e)

@@ -17,6 +17,8 @@ Versions before PRODUCER_FENCED existed (AddPartitions/AddOffsets/EndTxn
 v0-1) get INVALID_PRODUCER_EPOCH instead, as Kafka answers them.
 """
 
+import datetime
+
 from kio.schema.errors import ErrorCode
 
 from strom.broker.router import api
@@ -109,10 +111,18 @@ async def handle_end_txn(ctx, request):
                         "producer_id": -1, "producer_epoch": -1})
 
 
+# kio's datetime fields cannot hold Kafka's -1 ("no transaction started")
+# as None: a datetime one millisecond before the epoch encodes as -1.
+_NO_TIMESTAMP = datetime.datetime.fromtimestamp(-0.001, tz=datetime.timezone.utc)
+
+
 @api(65)
 def handle_describe_transactions(ctx, request):
-    return ctx.respond({"throttle_time": 0, "transaction_states":
-                        ctx.broker.txns.describe(request.transactional_ids)})
+    states = ctx.broker.txns.describe(request.transactional_ids)
+    for state in states:
+        if state["transaction_start_time"] < 0:
+            state["transaction_start_time"] = _NO_TIMESTAMP
+    return ctx.respond({"throttle_time": 0, "transaction_states": states})
 
 
 @api(66)

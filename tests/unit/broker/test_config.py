@@ -24,3 +24,14 @@ def test_bad_values_are_refused():
         BrokerConfig.load(None, env={"STROM_PORT": "many"})
     with pytest.raises(InvalidConfigError, match="unknown broker config"):
         BrokerConfig.load(None, env={"STROM_NO_SUCH_THING": "1"})
+
+
+def test_transaction_configs_and_the_crash_point_variable():
+    config = BrokerConfig.load(env={
+        "STROM_TRANSACTION_MAX_TIMEOUT_MS": "1000",
+        "STROM_CRASH_AT": "txn.after_prepare",  # read by strom.crashpoints, not a config
+    }, **{"transaction.abort.timed.out.transaction.cleanup.interval.ms": 50})
+    assert config.transaction_max_timeout_ms == 1000
+    assert config.transaction_abort_timed_out_transaction_cleanup_interval_ms == 50
+    assert config.transactional_id_expiration_ms == 7 * 24 * 3600 * 1000
+    assert config.transaction_remove_expired_transaction_cleanup_interval_ms == 3_600_000

@@ -222,3 +222,146 @@ def test_offset_fetch_require_stable_answers_unstable_offset_commit(tmp_path):
         for version in (7, 8):
             assert _offset_fetch(b.port, version, True) == (
                 ErrorCode.none, {0: (ErrorCode.none, 10), 1: (ErrorCode.none, 3)})
+
+
+def test_a_fenced_epoch_is_refused_by_the_offsets_partition(tmp_path):
+    async def body(groups, logs):
+        await txn_commit(groups, ("in", 0, 10))
+        await groups.complete_txn(PID, EPOCH + 1, False, 0)  # fenced: aborted with a bumped epoch
+        end = logs.get_log(OFFSETS_TOPIC, 0).log_end_offset
+        stale = await txn_commit(groups, ("in", 0, 11))  # the old producer, epoch EPOCH
+        assert stale == {("in", 0): ErrorCode.invalid_producer_epoch}
+        assert logs.get_log(OFFSETS_TOPIC, 0).log_end_offset == end  # nothing written
+        assert groups.pending_txn_partitions("g") == set()
+        await groups.complete_txn(PID, EPOCH, True, 0)  # a stale marker is dropped, not raised
+        assert logs.get_log(OFFSETS_TOPIC, 0).log_end_offset == end
+        return committed(groups)
+    assert run(tmp_path, body) == {}
+
+
+def test_offsets_larger_than_the_offsets_topic_takes_are_refused_whole(tmp_path):
+    # Kafka's coordinator answers UNKNOWN_SERVER_ERROR for a batch too large
+    # for its partition (CoordinatorOperationExceptionHelper; the pre-KIP-848
+    # coordinator said INVALID_COMMIT_OFFSET_SIZE), as OffsetCommit does here.
+    async def body(groups, logs):
+        big = [("in", p, 1, -1, "m" * 4000) for p in range(300)]  # ~1.2 MB > max.message.bytes
+        errors = await groups.txn_commit("g", PID, EPOCH, "", -1, None, big)
+        assert set(errors.values()) == {ErrorCode.unknown_server_error}
+        assert logs.get_log(OFFSETS_TOPIC, 0).log_end_offset == 0
+        assert groups.pending_txn_partitions("g") == set()
+        assert await groups.txn_commit("g", PID, EPOCH, "", -1, None, big[:1]) == {
+            ("in", 0): ErrorCode.none}  # the transaction goes on
+    run(tmp_path, body)
+
+
+def _raw(port, api_key, version, values):
+    request = build(request_class(api_key, version), values)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(request_bytes(api_key, version, encode(request)))
+        frame = read_frame(s)
+    cls = response_class(api_key, version)
+    return entity_reader(cls)(frame, 5 if cls.__flexible__ else 4)[0]
+
+
+def _txn_offset_commit(port, version, producer_id, producer_epoch, partitions, metadata=""):
+    response = _raw(port, 28, version, {
+        "transactional_id": "raw-txn", "group_id": "raw-group", "producer_id": producer_id,
+        "producer_epoch": producer_epoch, "generation_id": -1, "member_id": "",
+        "topics": [{"name": t, "partitions": [
+            {"partition_index": p, "committed_offset": 42, "committed_leader_epoch": -1,
+             "committed_metadata": metadata} for p in ps]} for t, ps in partitions]})
+    return {(t.name, p.partition_index): p.error_code for t in response.topics for p in t.partitions}
+
+
+def test_txn_offset_commit_handler_checks_the_transaction_first(tmp_path):
+    """TxnOffsetCommit over the wire, every version: without the group's
+    offsets in an open transaction (AddOffsetsToTxn) it is refused and
+    nothing is written; unknown partitions and oversized metadata are
+    refused per partition; after AddOffsetsToTxn the offsets are pending."""
+    with EmbeddedBroker(data_dir=str(tmp_path / "b"), storage="disk") as b:
+        b.broker.logs.create_topic("in", 2)
+        init = _raw(b.port, 22, 1, {"transactional_id": "raw-txn", "transaction_timeout": 60000})
+        assert init.error_code == ErrorCode.none
+        pid, epoch = init.producer_id, init.producer_epoch
+        groups = b.broker.groups
+        for version in range(6):
+            assert _txn_offset_commit(b.port, version, pid + 1000, epoch, [("in", [0])]) == {
+                ("in", 0): ErrorCode.invalid_producer_id_mapping}, version
+            assert _txn_offset_commit(b.port, version, pid, epoch, [("in", [0])]) == {
+                ("in", 0): ErrorCode.invalid_txn_state}, version  # no AddOffsetsToTxn yet
+        assert OFFSETS_TOPIC not in b.broker.logs.topics or \
+            b.broker.logs.get_log(OFFSETS_TOPIC, 0).log_end_offset == 0
+        assert groups.pending_txn_partitions("raw-group") == set()
+        added = _raw(b.port, 25, 0, {"transactional_id": "raw-txn", "producer_id": pid,
+                                     "producer_epoch": epoch, "group_id": "raw-group"})
+        assert added.error_code == ErrorCode.none
+        assert _txn_offset_commit(b.port, 3, pid, epoch - 1 if epoch else epoch + 1,
+                                  [("in", [0])]) == {("in", 0): ErrorCode.invalid_producer_epoch}
+        assert _txn_offset_commit(b.port, 3, pid, epoch, [("in", [0, 7]), ("nope", [0])]) == {
+            ("in", 0): ErrorCode.none, ("in", 7): ErrorCode.unknown_topic_or_partition,
+            ("nope", 0): ErrorCode.unknown_topic_or_partition}
+        assert _txn_offset_commit(b.port, 0, pid, epoch, [("in", [1])], metadata="m" * 5000) == {
+            ("in", 1): ErrorCode.offset_metadata_too_large}
+        assert groups.pending_txn_partitions("raw-group") == {("in", 0)}
+        assert groups.committed("raw-group") == {}
+
+
+def _stable_fetch(port, partitions):
+    response = _raw(port, 9, 7, {"group_id": "kill-group", "require_stable": True,
+                                 "topics": [{"name": "in", "partition_indexes": partitions}]})
+    return {p.partition_index: (p.error_code, p.committed_offset)
+            for t in response.topics for p in t.partitions}
+
+
+def _open_txn_with_offsets(port, transactional_id, partition, offset):
+    init = _raw(port, 22, 1, {"transactional_id": transactional_id, "transaction_timeout": 60000})
+    assert init.error_code == ErrorCode.none
+    pid, epoch = init.producer_id, init.producer_epoch
+    assert _raw(port, 25, 0, {"transactional_id": transactional_id, "producer_id": pid,
+                              "producer_epoch": epoch, "group_id": "kill-group"}
+                ).error_code == ErrorCode.none
+    response = _raw(port, 28, 3, {
+        "transactional_id": transactional_id, "group_id": "kill-group", "producer_id": pid,
+        "producer_epoch": epoch, "generation_id": -1, "member_id": "",
+        "topics": [{"name": "in", "partitions": [
+            {"partition_index": partition, "committed_offset": offset}]}]})
+    assert response.topics[0].partitions[0].error_code == ErrorCode.none
+    return pid, epoch
+
+
+def _end_txn(port, transactional_id, pid, epoch, commit):
+    return _raw(port, 26, 1, {"transactional_id": transactional_id, "producer_id": pid,
+                              "producer_epoch": epoch, "committed": commit}).error_code
+
+
+def test_sigkill_keeps_pending_and_committed_transactional_offsets(tmp_path):
+    """A broker SIGKILLed with one transaction's offsets committed and
+    another's pending starts with exactly that: the committed offset, and
+    UNSTABLE_OFFSET_COMMIT until the open transaction ends (here: aborted,
+    so no offset)."""
+    from tests.integration.conftest import BrokerProcess, wait_for
+
+    broker = BrokerProcess(tmp_path / "data")
+    try:
+        broker.start()
+        _raw(broker.port, 19, 3, {"topics": [{"name": "in", "num_partitions": 2,
+                                              "replication_factor": 1}], "timeout": 10000})
+        pid_a, epoch_a = _open_txn_with_offsets(broker.port, "kill-a", 0, 5)
+        assert _end_txn(broker.port, "kill-a", pid_a, epoch_a, True) == ErrorCode.none
+        wait_for(lambda: _stable_fetch(broker.port, [0]) == {0: (ErrorCode.none, 5)},
+                 timeout=10, message="kill-a's offset committed")
+        pid_b, epoch_b = _open_txn_with_offsets(broker.port, "kill-b", 1, 7)
+        assert _stable_fetch(broker.port, [0, 1]) == {
+            0: (ErrorCode.none, 5), 1: (ErrorCode.unstable_offset_commit, -1)}
+        broker.kill()
+        broker.start()
+        assert _stable_fetch(broker.port, [0, 1]) == {
+            0: (ErrorCode.none, 5), 1: (ErrorCode.unstable_offset_commit, -1)}
+        assert _end_txn(broker.port, "kill-b", pid_b, epoch_b, False) == ErrorCode.none
+        wait_for(lambda: _stable_fetch(broker.port, [0, 1]) == {
+            0: (ErrorCode.none, 5), 1: (ErrorCode.none, -1)},
+            timeout=10, message="kill-b's offset dropped by its abort")
+    finally:
+        if broker.proc and broker.proc.poll() is None:
+            broker.proc.kill()
+            broker.proc.wait(10)

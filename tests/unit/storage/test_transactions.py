@@ -286,3 +286,131 @@ def test_producer_expiry_keeps_open_transactions(tmp_path):
     assert [p["producer_id"] for p in plog.producers()] == [2, 3]
     assert plog.expire_producers(now=TS + 10**9, expiration_ms=5_000) == 1  # 3; 2 is open
     assert [p["producer_id"] for p in plog.producers()] == [2]
+
+
+def test_the_maintenance_pass_expires_idle_producers(tmp_path):
+    from strom.broker.config import BrokerConfig
+    from strom.storage import LogManager
+
+    assert BrokerConfig().producer_id_expiration_ms == 86_400_000  # Kafka's default
+    cfg = BrokerConfig.load(env={}, **{"producer.id.expiration.ms": "60000"})
+    mgr = LogManager(str(tmp_path), maintenance_interval_s=3600,
+                     producer_id_expiration_ms=cfg.producer_id_expiration_ms)
+    try:
+        mgr.create_topic("t", 1)
+        plog = mgr.get_log("t", 0)
+        plog.append(idem(1, 0))
+        plog.append(txn(2, 0))
+        mgr.run_maintenance(now=TS + 30_000)
+        assert [p["producer_id"] for p in plog.producers()] == [1, 2]
+        mgr.run_maintenance(now=TS + 61_000)
+        assert [p["producer_id"] for p in plog.producers()] == [2]  # its transaction is open
+    finally:
+        mgr.close()
+
+
+def test_the_lso_is_never_below_the_log_start(tmp_path):
+    plog = open_log(tmp_path, **{"segment.bytes": "200"})
+    plog.append(txn(1, 0))  # 0: open, then deleted under it
+    for _ in range(6):
+        plog.append(plain())
+    plog.delete_records_before(4)
+    assert plog.ongoing_transactions() == {1: 0}
+    assert plog.last_stable_offset == plog.log_start_offset == 4
+
+
+def test_an_unclean_rebuild_starts_from_the_snapshot_kept_below_the_active_segment(
+        tmp_path, caplog):
+    plog = open_log(tmp_path, **{"segment.bytes": "300"})
+    for i in range(3):
+        plog.append(txn(1, i))
+        plog.append_marker(1, 0, i % 2 == 0, 0)
+        plog.flush()
+        plog.snapshot_producers()  # the maintenance pass, once a segment
+    plog.roll()
+    plog.append(txn(2, 0))
+    plog.flush()
+    assert plog.snapshot_producers()
+    snaps = sorted(p.name for p in (tmp_path / "t-0").glob("*.snapshot"))
+    assert len(snaps) == 2  # the newest, and the one at or below the active base
+    active_base = plog.active.base_offset
+    plog.append(txn(3, 0))
+    plog.append_marker(3, 0, False, 0)
+    expected = plog.aborted_transactions(0, 100)
+    # no close: an unclean stop; recovery starts at the active segment
+    caplog.set_level("INFO")
+    plog = PartitionLog(DiskMedium(str(tmp_path)), "t-0", LogConfig(
+        {"retention.ms": "-1", "segment.bytes": "300"}), recovery_point=active_base)
+    assert plog.aborted_transactions(0, 100) == expected
+    assert plog.ongoing_transactions() == {2: active_base}
+    (line,) = [m for m in caplog.messages if "rebuilt the transaction index" in m]
+    assert f"from offset {active_base}" in line and "(state from offset -1)" not in line
+
+
+def test_an_expired_producer_goes_on_at_its_next_sequence(tmp_path):
+    """Kafka accepts any sequence from a producer it does not know: one
+    whose state expired while it was idle is not failed with
+    OutOfOrderSequence on its next send."""
+    plog = open_log(tmp_path)
+    plog.append(idem(1, 0, 3))
+    assert plog.expire_producers(now=TS + 10**9, expiration_ms=1000) == 1
+    assert plog.append(idem(1, 3)).base_offset == 3
+    assert plog.producers()[0]["last_sequence"] == 3
+
+
+def test_a_failed_write_opens_no_transaction(tmp_path):
+    """append registers a transaction before the write (the LSO is read
+    without the lock); a write that fails takes it back."""
+    from strom.storage.errors import LogWriteError
+
+    from .test_log import on_dev_full
+
+    plog = open_log(tmp_path)
+    plog.append(plain())
+    with on_dev_full(plog):
+        with pytest.raises(LogWriteError):
+            plog.append(txn(1, 0))
+    assert plog.ongoing_transactions() == {} and plog.last_stable_offset == 1
+    assert plog.append(txn(1, 0)).base_offset == 1  # the retry
+    assert plog.ongoing_transactions() == {1: 1} and plog.last_stable_offset == 1
+
+
+def test_a_damaged_abort_marker_cut_from_the_end_takes_its_entry_along(tmp_path):
+    plog = open_log(tmp_path)
+    plog.append(txn(1, 0, 2))
+    mark = plog.append_marker(1, 0, False, 0).base_offset
+    assert plog.aborted_transactions(0, 10) == [(1, 0)]
+    plog.close()
+    seg_log = tmp_path / "t-0" / f"{0:020d}.log"
+    raw = bytearray(seg_log.read_bytes())
+    raw[-3] ^= 0xFF  # inside the marker's record: its CRC fails
+    seg_log.write_bytes(bytes(raw))
+    plog = open_log(tmp_path, clean=True)
+    assert plog.log_end_offset == mark  # the torn end is cut, as after a crash
+    assert plog.aborted_transactions(0, 10) == []
+    assert plog.ongoing_transactions() == {1: 0} and plog.last_stable_offset == 0
+
+
+def test_a_huge_snapshot_is_not_read(tmp_path, monkeypatch):
+    plog = open_log(tmp_path)
+    producers, _ = _scenario(plog)
+    plog.close()
+    snap = next((tmp_path / "t-0").glob("*.snapshot"))
+    monkeypatch.setattr(ps, "MAX_SNAPSHOT_BYTES", snap.stat().st_size - 1)
+    read, real_read = [], DiskMedium.read
+    monkeypatch.setattr(DiskMedium, "read", lambda self, path: read.append(path) or real_read(self, path))
+    plog = open_log(tmp_path, clean=True)
+    assert plog.producers() == producers  # from the log
+    assert not any(p.endswith(".snapshot") for p in read) and not snap.exists()
+
+
+def test_the_new_errors_map_to_kafkas_codes():
+    from kio.schema.errors import ErrorCode
+
+    from strom.broker.handlers.errors import error_code
+
+    assert error_code(CoordinatorFencedError("x")) == ErrorCode.transaction_coordinator_fenced
+    assert error_code(InvalidTxnStateError("x")) == ErrorCode.invalid_txn_state
+    assert error_code(InvalidProducerEpochError("x")) == ErrorCode.invalid_producer_epoch
+    # a coordinator that drops a marker refused for a stale epoch drops this one too
+    assert issubclass(CoordinatorFencedError, InvalidProducerEpochError)
