@@ -301,6 +301,8 @@ class GroupCoordinator(TransactionalOffsets):
                 and group.protocol in {name for name, _ in protocols}):
             log.info("group %s: static member %s rejoined as %s without a rebalance",
                      printable(group.group_id), printable(instance_id), new_id)
+            asyncio.ensure_future(self._append_or_error(  # its new member id outlives a restart
+                f"group {group.group_id}: storing static member {instance_id}", [self._group_record(group)]))
             return {**self._join_result(group, member), "skip_assignment": was_leader}
         fut = member.join_future = asyncio.get_running_loop().create_future()
         self._prepare_rebalance(group, f"static member {instance_id} rejoined")

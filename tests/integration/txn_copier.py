@@ -21,6 +21,9 @@ Clients: confluent-kafka (librdkafka), kafka-python, aiokafka.
 
 import argparse
 import asyncio
+import faulthandler
+import os
+import signal
 import sys
 import time
 
@@ -44,13 +47,21 @@ def end_offsets(bootstrap, topic):
 
 # -- confluent-kafka -----------------------------------------------------------------
 
+# librdkafka 2.16 re-bootstraps when its only broker is gone, and then waits
+# forever on the decommissioned broker handle its coordinator cache still
+# holds (send_offsets_to_transaction hung past its timeout after a broker
+# restart). A one-broker test loses every broker on each restart.
+NO_REBOOTSTRAP = {"metadata.recovery.strategy": "none"}
+DEBUG = {"debug": os.environ["COPIER_DEBUG"]} if os.environ.get("COPIER_DEBUG") else {}
+
+
 def copy_confluent(args, ends):
     from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
     producer = Producer({
         "bootstrap.servers": args.bootstrap, "transactional.id": args.transactional_id,
         "transaction.timeout.ms": args.transaction_timeout_ms, "linger.ms": 5,
-        "reconnect.backoff.max.ms": 500, "retry.backoff.max.ms": 500,
+        "reconnect.backoff.max.ms": 500, "retry.backoff.max.ms": 500, **NO_REBOOTSTRAP,
     })
     retrying(lambda: producer.init_transactions(10), "init_transactions")
     revoked = []
@@ -59,7 +70,7 @@ def copy_confluent(args, ends):
         "group.instance.id": f"{args.group}-copier", "session.timeout.ms": 10000,
         "isolation.level": "read_committed", "enable.auto.commit": False,
         "auto.offset.reset": "earliest", "reconnect.backoff.max.ms": 500,
-        "retry.backoff.max.ms": 500,
+        "retry.backoff.max.ms": 500, **NO_REBOOTSTRAP, **DEBUG,
     })
     consumer.subscribe([args.input], on_revoke=lambda c, parts: revoked.append(parts))
     in_txn = False
@@ -81,14 +92,26 @@ def copy_confluent(args, ends):
         in_txn, count = False, 0
         rewind()
 
+    idle_since = time.monotonic()
+    next_done_check = 0.0
+    known = {}  # partition -> committed offset, for the progress line
     while True:
         msgs = consumer.consume(args.transaction_size - count, 0.1)
+        if msgs:
+            idle_since = time.monotonic()
+        elif time.monotonic() - idle_since > 2:
+            idle_since = time.monotonic()
+            say("idle: assignment", [tp.partition for tp in consumer.assignment()], "positions",
+                [tp.offset for tp in consumer.position(consumer.assignment())], "in_txn", in_txn,
+                "count", count)
         if revoked:
             # A rebalance: the generation the offsets carry is gone; start over.
             revoked.clear()
+            known.clear()
             if in_txn:
                 abort()
             continue
+        opened = bool(msgs) and not in_txn
         for m in msgs:
             if m.error():
                 raise KafkaException(m.error())
@@ -98,23 +121,32 @@ def copy_confluent(args, ends):
             producer.produce(args.output, key=m.key(), value=m.value(), partition=m.partition())
             count += 1
             producer.poll(0)
+        if opened:
+            announce_open(producer, args.open_pause_ms)
         assigned = consumer.assignment()
-        positions = consumer.position(assigned) if assigned else []
-        at_end = len(assigned) == len(ends) and all(tp.offset >= ends[tp.partition]
-                                                    for tp in positions)
+        if assigned and not known:  # where the group's committed offsets stand
+            known.update({tp.partition: max(tp.offset, 0)
+                          for tp in consumer.committed(assigned, timeout=20)})
         if not in_txn:
-            if at_end and committed_all(consumer, ends, args.input):
-                say("done")
-                consumer.close()
-                return
+            if not msgs and time.monotonic() > next_done_check:
+                next_done_check = time.monotonic() + 0.5
+                if committed_all(consumer, ends, args.input):
+                    say("done")
+                    consumer.close()
+                    return
             continue
-        if count < args.transaction_size and not at_end:
+        # Commit a full transaction, or what there is once the input runs dry.
+        if count < args.transaction_size and msgs:
             continue
+        # librdkafka has no position for a partition it handed nothing from.
+        positions = [tp for tp in consumer.position(assigned) if tp.offset >= 0]
         try:
-            producer.send_offsets_to_transaction(positions, consumer.consumer_group_metadata(), 20)
+            retrying(lambda: producer.send_offsets_to_transaction(
+                positions, consumer.consumer_group_metadata(), 20), "send_offsets_to_transaction")
             retrying(lambda: producer.commit_transaction(20), "commit_transaction")
             in_txn, count = False, 0
-            say("committed", sum(tp.offset for tp in positions))
+            known.update({tp.partition: tp.offset for tp in positions})
+            say("committed", sum(known.values()))
         except KafkaException as e:
             err = e.args[0]
             if err.txn_requires_abort():
@@ -122,6 +154,15 @@ def copy_confluent(args, ends):
                 abort()
             else:
                 raise
+
+
+def announce_open(producer, pause_ms):
+    """The open transaction's first records are in the log: a test that
+    kills now kills mid-transaction (it waits for this line; the pause,
+    the copier's "processing time", gives it the moment to)."""
+    producer.flush()
+    say("open")
+    time.sleep(pause_ms / 1000)
 
 
 def committed_all(consumer, ends, topic):
@@ -189,6 +230,7 @@ def copy_kafka_python(args, ends):
             producer.begin_transaction()
             for m in batch:
                 producer.send(args.output, key=m.key, value=m.value, partition=m.partition)
+            announce_open(producer, args.open_pause_ms)
             offsets = {tp: OffsetAndMetadata(consumer.position(tp), "", -1) for tp in assigned}
             producer.send_offsets_to_transaction(offsets, consumer.group_metadata())
             producer.commit_transaction()
@@ -238,6 +280,9 @@ async def _copy_aiokafka(args, ends):
                     for m in batch:
                         await producer.send(args.output, key=m.key, value=m.value,
                                             partition=m.partition)
+                    await producer.flush()
+                    say("open")
+                    await asyncio.sleep(args.open_pause_ms / 1000)
                     offsets = {tp: await consumer.position(tp) for tp in assigned}
                     await producer.send_offsets_to_transaction(offsets, args.group)
                 say("committed", sum(offsets.values()))
@@ -265,7 +310,14 @@ def main(argv=None):
     p.add_argument("--transactional-id", required=True)
     p.add_argument("--transaction-size", type=int, default=300)
     p.add_argument("--transaction-timeout-ms", type=int, default=20000)
+    p.add_argument("--open-pause-ms", type=int, default=0,
+                   help="pause after a transaction's first records are written")
     args = p.parse_args(argv)
+    faulthandler.register(signal.SIGUSR1)  # the test asks where a stalled copier is
+    if DEBUG and args.client != "confluent":
+        import logging
+        logging.basicConfig(level=logging.DEBUG, stream=sys.stdout,
+                            format="%(asctime)s %(name)s %(message)s")
     try:
         COPIERS[args.client](args, end_offsets(args.bootstrap, args.input))
     except Exception as e:  # the test prints this line when the copier exits early
