@@ -27,7 +27,6 @@ import struct
 import threading
 import time
 from bisect import bisect_left, bisect_right
-from operator import attrgetter, itemgetter
 from typing import NamedTuple
 
 from strom.records.batch import (
@@ -39,15 +38,9 @@ from strom.records.batch import (
     validate_batch,
 )
 from strom.records.codecs import MAX_DECOMPRESSED_BYTES
-from strom.records.control import build_control_batch
 from strom.storage import checkpoint, files, producer_state, transactions
 from strom.storage.config import LogConfig
-from strom.storage.errors import (
-    LogWriteError,
-    OffsetOutOfRangeError,
-    RecordTooLargeError,
-    SuspectIndexError,
-)
+from strom.storage.errors import LogWriteError, OffsetOutOfRangeError, RecordTooLargeError
 from strom.storage.producer_state import ProducerStateTable
 from strom.storage.segment import Segment, chain_end
 from strom.storage.txn_index import AbortedTxn
@@ -69,15 +62,11 @@ _INDEX_SUFFIXES = (files.INDEX_SUFFIX, files.TIME_INDEX_SUFFIX, files.TXN_INDEX_
 _SCRUB_STEP = 1024 * 1024  # bytes checked per hold of the log's lock
 
 
-_LAST_OFFSET = attrgetter("last_offset")
-_SECOND = itemgetter(1)
-
-
 def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-class PartitionLog:
+class PartitionLog(transactions.PartitionTransactions):
     def __init__(self, medium, directory: str, config: LogConfig | None = None, *,
                  recovery_point: int | None = None, clean: bool = False,
                  topic: str = "", partition: int = 0):
@@ -217,22 +206,6 @@ class PartitionLog:
         if not clean:
             self.flush()
 
-    def _load_txn_index(self, seg: Segment, exists: bool) -> bool:
-        """Load a trusted segment's `.txnindex`; False if it must be rebuilt."""
-        if not exists:
-            if seg.is_empty:
-                return True  # nothing to index (an empty file is created with the segment)
-            log.info("%s: segment %d has no transaction index: rebuilding it",
-                     self.directory, seg.base_offset)
-            return False
-        try:
-            seg.txn_index.load(seg.base_offset, seg.next_offset, seg.size)
-            return True
-        except (SuspectIndexError, OSError) as e:
-            log.warning("%s: transaction index of segment %d: %s; rebuilding it",
-                        self.directory, seg.base_offset, e)
-            return False
-
     def _read_log_start_offset(self) -> int:
         path = f"{self.directory}/{files.LOG_START_OFFSET_FILE}"
         if not self.medium.exists(path):
@@ -296,6 +269,7 @@ class PartitionLog:
             seg = self.segments[-1]
             offset = seg.next_offset
             buffers, positioned, pos = [], [], 0
+            transactional = False
             log_append_time = now
             if now is None and (config.log_append_time or self.first_unflushed_ms is None):
                 log_append_time = now_ms()  # only when used: time.time() is not free
@@ -318,6 +292,7 @@ class PartitionLog:
                     if duplicate is not None:
                         return AppendResult(duplicate[0], duplicate[1], -1, self.log_start_offset,
                                             [], duplicate=True)
+                    transactional = transactional or header.attributes & 0x30 == 0x10
                 if config.log_append_time:
                     batch = bytearray(view[pos : pos + size])
                     patch_base_offset(batch, offset)
@@ -335,6 +310,9 @@ class PartitionLog:
             if not positioned:
                 raise RecordTooLargeError("no record batch in the produce data")
             first = positioned[0][1]
+            # Open transactions are registered before the log end moves past
+            # their first batch: last_stable_offset reads without the lock.
+            opened = self._open_transactions(positioned) if transactional else None
             try:
                 seg_size = seg.log_file.size
                 if seg_size and (
@@ -346,6 +324,8 @@ class PartitionLog:
                     seg_size = 0
                 seg.append(buffers, pos, positioned)
             except OSError as e:
+                for pid in opened or ():
+                    self._producers.ongoing.pop(pid, None)
                 self._write_failed(seg, seg_size, e)
             if self._undo is not None:
                 log.warning("%s: writes succeed again; the partition takes produce again",
@@ -365,90 +345,6 @@ class PartitionLog:
                 log_append_time if config.log_append_time else -1,
                 self.log_start_offset, positioned, False,
             ))
-
-    # -- transactions ------------------------------------------------------------
-
-    def append_marker(self, producer_id: int, producer_epoch: int, commit: bool,
-                      coordinator_epoch: int, now: int | None = None) -> AppendResult:
-        """Write the COMMIT or ABORT control batch that ends `producer_id`'s
-        transaction in this partition (the transaction coordinator's
-        WriteTxnMarkers). Raises InvalidProducerEpochError for an epoch below
-        this partition's for the producer, CoordinatorFencedError for an
-        older coordinator epoch (the log is unchanged). A marker with no
-        transaction open is written all the same (a retry after a crash is
-        harmless) and ends nothing."""
-        with self._lock:
-            table = self.producer_state
-            table.check_marker(producer_id, producer_epoch, coordinator_epoch)
-            timestamp = now_ms() if now is None else now
-            batch = build_control_batch(producer_id, producer_epoch, commit, coordinator_epoch,
-                                        timestamp)
-            result = self.append(batch, validate=False, now=now)
-            first = table.end_txn(producer_id, producer_epoch, coordinator_epoch, timestamp)
-            if not commit and first >= 0:
-                lso = table.first_unstable_offset
-                self.active.txn_index.append(AbortedTxn(
-                    producer_id, first, result.base_offset,
-                    result.base_offset + 1 if lso is None else lso))
-            return result
-
-    @property
-    def last_stable_offset(self) -> int:
-        """The first offset of the earliest open transaction, else the high
-        watermark: read_committed readers see nothing at or past it. Read on
-        every read_committed Fetch: the first open transaction is kept at
-        the front of the producer table's `ongoing` (no scan)."""
-        with self._lock:
-            table = self._producers
-            if table is None:
-                table = self.producer_state
-            for first in table.ongoing.values():
-                # (retention may have deleted the start of an open transaction)
-                return first if first >= self.log_start_offset else self.log_start_offset
-            return self.log_end_offset
-
-    def aborted_transactions(self, start_offset: int, end_offset: int) -> list[tuple[int, int]]:
-        """(producer_id, first_offset) of the aborted transactions that hold
-        offsets in [start_offset, end_offset), by first offset. Their
-        markers are at or after `start_offset`, so the search starts at the
-        segment holding it and stops at an entry whose LSO is past the range."""
-        out = []
-        with self._lock:
-            i = max(bisect_right(self.bases, start_offset) - 1, 0)
-            for seg in self.segments[i:]:
-                entries = seg.txn_index.entries
-                for k in range(bisect_left(entries, start_offset, key=_LAST_OFFSET), len(entries)):
-                    e = entries[k]
-                    if e.first_offset < end_offset:
-                        out.append((e.producer_id, e.first_offset))
-                    if e.last_stable_offset >= end_offset:
-                        out.sort(key=_SECOND)
-                        return out
-        out.sort(key=_SECOND)
-        return out
-
-    def ongoing_transactions(self) -> dict[int, int]:
-        """{producer_id: first offset} of the transactions open here."""
-        with self._lock:
-            return dict(self.producer_state.ongoing)
-
-    def producers(self) -> list[dict]:
-        """The producers this partition knows (DescribeProducers)."""
-        with self._lock:
-            return [
-                {"producer_id": pid, "producer_epoch": e.epoch, "last_sequence": e.last_sequence,
-                 "last_timestamp": e.last_timestamp, "coordinator_epoch": e.coordinator_epoch,
-                 "current_txn_start_offset": e.current_txn_first_offset}
-                for pid, e in sorted(self.producer_state.producers.items())
-            ]
-
-    def expire_producers(self, now: int, expiration_ms: int) -> int:
-        """Forget producers idle for producer.id.expiration.ms with no open
-        transaction (the maintenance pass). Returns how many went."""
-        with self._lock:
-            if self._closed or self._producers is None:
-                return 0
-            return self._producers.expire(now, expiration_ms)
 
     def _write_failed(self, seg: Segment, good_size: int, error: OSError) -> None:
         """A write failed part-way (ENOSPC, EIO): cut the segment back to

@@ -56,6 +56,9 @@ from strom.storage.errors import StorageError
 log = logging.getLogger(__name__)
 
 WINDOW = 5
+# Far above any real snapshot (about 150 bytes a producer): a larger file
+# is damage, and is not read into memory.
+MAX_SNAPSHOT_BYTES = 256 * 1024 * 1024
 INT32_MAX = 2**31 - 1
 
 
@@ -272,6 +275,14 @@ def _parse(lines: list[str] | None, offset: int) -> ProducerStateTable | None:
     return table
 
 
+def _size(medium, path: str) -> int:
+    f = medium.open(path)
+    try:
+        return f.size
+    finally:
+        f.close()
+
+
 def load_snapshot(medium, directory: str, log_end_offset: int,
                   at_most: int | None = None) -> tuple[int, ProducerStateTable] | None:
     """(offset, state) of the newest usable snapshot, else None. Unusable
@@ -282,7 +293,9 @@ def load_snapshot(medium, directory: str, log_end_offset: int,
         path = _path(directory, offset)
         table = None
         if offset <= log_end_offset:
-            lines = checkpoint.load_lines(medium.read(path), legacy=False)
+            lines = None
+            if _size(medium, path) <= MAX_SNAPSHOT_BYTES:  # a hostile file is not read whole
+                lines = checkpoint.load_lines(medium.read(path), legacy=False)
             table = _parse(lines, offset)
             if table is None and lines and lines[0] == f"offset {offset}":
                 log.info("%s: producer state snapshot %d is of the format before "

@@ -356,3 +356,49 @@ def test_an_expired_producer_goes_on_at_its_next_sequence(tmp_path):
     assert plog.expire_producers(now=TS + 10**9, expiration_ms=1000) == 1
     assert plog.append(idem(1, 3)).base_offset == 3
     assert plog.producers()[0]["last_sequence"] == 3
+
+
+def test_a_failed_write_opens_no_transaction(tmp_path):
+    """append registers a transaction before the write (the LSO is read
+    without the lock); a write that fails takes it back."""
+    from strom.storage.errors import LogWriteError
+
+    from .test_log import on_dev_full
+
+    plog = open_log(tmp_path)
+    plog.append(plain())
+    with on_dev_full(plog):
+        with pytest.raises(LogWriteError):
+            plog.append(txn(1, 0))
+    assert plog.ongoing_transactions() == {} and plog.last_stable_offset == 1
+    assert plog.append(txn(1, 0)).base_offset == 1  # the retry
+    assert plog.ongoing_transactions() == {1: 1} and plog.last_stable_offset == 1
+
+
+def test_a_damaged_abort_marker_cut_from_the_end_takes_its_entry_along(tmp_path):
+    plog = open_log(tmp_path)
+    plog.append(txn(1, 0, 2))
+    mark = plog.append_marker(1, 0, False, 0).base_offset
+    assert plog.aborted_transactions(0, 10) == [(1, 0)]
+    plog.close()
+    seg_log = tmp_path / "t-0" / f"{0:020d}.log"
+    raw = bytearray(seg_log.read_bytes())
+    raw[-3] ^= 0xFF  # inside the marker's record: its CRC fails
+    seg_log.write_bytes(bytes(raw))
+    plog = open_log(tmp_path, clean=True)
+    assert plog.log_end_offset == mark  # the torn end is cut, as after a crash
+    assert plog.aborted_transactions(0, 10) == []
+    assert plog.ongoing_transactions() == {1: 0} and plog.last_stable_offset == 0
+
+
+def test_a_huge_snapshot_is_not_read(tmp_path, monkeypatch):
+    plog = open_log(tmp_path)
+    producers, _ = _scenario(plog)
+    plog.close()
+    snap = next((tmp_path / "t-0").glob("*.snapshot"))
+    monkeypatch.setattr(ps, "MAX_SNAPSHOT_BYTES", snap.stat().st_size - 1)
+    read, real_read = [], DiskMedium.read
+    monkeypatch.setattr(DiskMedium, "read", lambda self, path: read.append(path) or real_read(self, path))
+    plog = open_log(tmp_path, clean=True)
+    assert plog.producers() == producers  # from the log
+    assert not any(p.endswith(".snapshot") for p in read) and not snap.exists()
