@@ -43,7 +43,7 @@ from strom.coordinator.group import (
 from strom.logsafe import printable
 from strom.protocol.errors import KafkaError, error_for
 from strom.records import Record, build_batch
-from strom.storage import LogWriteError, StorageError, UnknownTopicError
+from strom.storage import LogWriteError, RecordTooLargeError, StorageError, UnknownTopicError
 from strom.storage.producer_state import InvalidProducerEpochError
 
 log = logging.getLogger(__name__)
@@ -544,6 +544,9 @@ class GroupCoordinator(TransactionalOffsets):
         except InvalidProducerEpochError as e:  # a fenced transactional producer
             log.info("%s: %s", what, e)
             return ErrorCode.invalid_producer_epoch
+        except RecordTooLargeError as e:  # as Kafka: the commit, not the topic, is at fault
+            log.warning("%s: %s", what, e)
+            return ErrorCode.invalid_commit_offset_size
         except (KafkaError, StorageError) as e:
             log.error("%s: the offsets topic refused the write: %s", what, e)
             if isinstance(e, UnknownTopicError):

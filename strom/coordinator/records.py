@@ -15,6 +15,12 @@ bytes and compaction keeps the latest per key:
 A null value (tombstone) deletes the key: an offset (OffsetDelete, expiry)
 or a whole group (DeleteGroups).
 
+Transactional offset commits (TxnOffsetCommit) are offset records like the
+others, in a transactional batch with the producer's id and epoch (base
+sequence -1); the COMMIT or ABORT control batch (strom.records.control)
+that the transaction coordinator writes for that producer decides them.
+Replay keeps them pending until then (txn_offsets.py).
+
 Decoding checks every field's type, so replay meets only well-formed
 records: anything else (not JSON, a missing or mistyped field, a key type
 this version does not know, as Kafka's loader skips unknown record types)

@@ -18,7 +18,9 @@ Layout of the partition every test starts from:
 """
 
 import asyncio
+import shutil
 import socket
+import subprocess
 import threading
 import time
 
@@ -462,3 +464,16 @@ def test_shutdown_answers_a_parked_read_committed_fetch_at_once(tmp_path):
         t.join(10)
     assert stopped_in < 3  # not held by the parked fetch (stop aborts after 5 s)
     assert batches(result["part"]) == [] and result["part"].last_stable_offset == 0
+
+
+@pytest.mark.skipif(shutil.which("kcat") is None, reason="kcat is not installed")
+def test_kcat_read_committed(broker):
+    """Debian's kcat (an older librdkafka): read_committed to the end of
+    what is stable, without the aborted records, the markers or the open
+    transaction."""
+    out = subprocess.run(
+        ["kcat", "-C", "-b", broker.bootstrap_servers, "-t", TOPIC, "-p", "0", "-o", "beginning",
+         "-e", "-q", "-f", "%o %s\\n", "-X", "isolation.level=read_committed"],
+        capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n")[:-1] == ["0 a0", "1 a1", "2 c0", "3 c1", "8 a2"]

@@ -33,7 +33,8 @@ from strom.protocol.fetch_response import FetchPartition, FetchTopic, encode_fet
 from strom.storage import LogWriteError, OffsetOutOfRangeError
 
 READ_COMMITTED = 1
-# base_offset int64, batch_length int32 at 0; last_offset_delta int32 at 23
+# A batch header: base_offset int64 at 0, batch_length int32 at 8 (bytes after
+# these 12), last_offset_delta int32 at 23.
 _BASE_LENGTH = struct.Struct(">qi")
 _DELTA = struct.Struct(">i")
 
@@ -107,7 +108,7 @@ def _read_committed(plog, part: FetchPartition, fetch_offset: int, limit: int, m
         end += length + 12
         end_offset = next_offset
     if end < n:
-        data = data[:end]
+        data = memoryview(data)[:end]  # no copy: the encoder takes views
     part.aborted_transactions = plog.aborted_transactions(fetch_offset, end_offset) if end else []
     return data
 

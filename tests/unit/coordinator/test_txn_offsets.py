@@ -237,3 +237,67 @@ def test_a_fenced_epoch_is_refused_by_the_offsets_partition(tmp_path):
         assert logs.get_log(OFFSETS_TOPIC, 0).log_end_offset == end
         return committed(groups)
     assert run(tmp_path, body) == {}
+
+
+def test_offsets_larger_than_the_offsets_topic_takes_are_invalid_commit_offset_size(tmp_path):
+    async def body(groups, logs):
+        big = [("in", p, 1, -1, "m" * 4000) for p in range(300)]  # ~1.2 MB > max.message.bytes
+        errors = await groups.txn_commit("g", PID, EPOCH, "", -1, None, big)
+        assert set(errors.values()) == {ErrorCode.invalid_commit_offset_size}
+        assert logs.get_log(OFFSETS_TOPIC, 0).log_end_offset == 0
+        assert groups.pending_txn_partitions("g") == set()
+        plain = await groups.commit("g", [(t, p, o, e, m) for t, p, o, e, m in big])
+        assert plain == ErrorCode.invalid_commit_offset_size
+    run(tmp_path, body)
+
+
+def _raw(port, api_key, version, values):
+    request = build(request_class(api_key, version), values)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(request_bytes(api_key, version, encode(request)))
+        frame = read_frame(s)
+    cls = response_class(api_key, version)
+    return entity_reader(cls)(frame, 5 if cls.__flexible__ else 4)[0]
+
+
+def _txn_offset_commit(port, version, producer_id, producer_epoch, partitions, metadata=""):
+    response = _raw(port, 28, version, {
+        "transactional_id": "raw-txn", "group_id": "raw-group", "producer_id": producer_id,
+        "producer_epoch": producer_epoch, "generation_id": -1, "member_id": "",
+        "topics": [{"name": t, "partitions": [
+            {"partition_index": p, "committed_offset": 42, "committed_leader_epoch": -1,
+             "committed_metadata": metadata} for p in ps]} for t, ps in partitions]})
+    return {(t.name, p.partition_index): p.error_code for t in response.topics for p in t.partitions}
+
+
+def test_txn_offset_commit_handler_checks_the_transaction_first(tmp_path):
+    """TxnOffsetCommit over the wire, every version: without the group's
+    offsets in an open transaction (AddOffsetsToTxn) it is refused and
+    nothing is written; unknown partitions and oversized metadata are
+    refused per partition; after AddOffsetsToTxn the offsets are pending."""
+    with EmbeddedBroker(data_dir=str(tmp_path / "b"), storage="disk") as b:
+        b.broker.logs.create_topic("in", 2)
+        init = _raw(b.port, 22, 1, {"transactional_id": "raw-txn", "transaction_timeout": 60000})
+        assert init.error_code == ErrorCode.none
+        pid, epoch = init.producer_id, init.producer_epoch
+        groups = b.broker.groups
+        for version in range(6):
+            assert _txn_offset_commit(b.port, version, pid + 1000, epoch, [("in", [0])]) == {
+                ("in", 0): ErrorCode.invalid_producer_id_mapping}, version
+            assert _txn_offset_commit(b.port, version, pid, epoch, [("in", [0])]) == {
+                ("in", 0): ErrorCode.invalid_txn_state}, version  # no AddOffsetsToTxn yet
+        assert OFFSETS_TOPIC not in b.broker.logs.topics or \
+            b.broker.logs.get_log(OFFSETS_TOPIC, 0).log_end_offset == 0
+        assert groups.pending_txn_partitions("raw-group") == set()
+        added = _raw(b.port, 25, 0, {"transactional_id": "raw-txn", "producer_id": pid,
+                                     "producer_epoch": epoch, "group_id": "raw-group"})
+        assert added.error_code == ErrorCode.none
+        assert _txn_offset_commit(b.port, 3, pid, epoch - 1 if epoch else epoch + 1,
+                                  [("in", [0])]) == {("in", 0): ErrorCode.invalid_producer_epoch}
+        assert _txn_offset_commit(b.port, 3, pid, epoch, [("in", [0, 7]), ("nope", [0])]) == {
+            ("in", 0): ErrorCode.none, ("in", 7): ErrorCode.unknown_topic_or_partition,
+            ("nope", 0): ErrorCode.unknown_topic_or_partition}
+        assert _txn_offset_commit(b.port, 0, pid, epoch, [("in", [1])], metadata="m" * 5000) == {
+            ("in", 1): ErrorCode.offset_metadata_too_large}
+        assert groups.pending_txn_partitions("raw-group") == {("in", 0)}
+        assert groups.committed("raw-group") == {}
