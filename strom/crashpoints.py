@@ -17,6 +17,12 @@ log = logging.getLogger(__name__)
 _ARMED = os.environ.get("STROM_CRASH_AT") or None
 
 
+def armed(name: str) -> bool:
+    """Whether this run crashes at `name` (for code that orders its work
+    so that the point can be reached at all)."""
+    return _ARMED == name
+
+
 def reached(name: str) -> None:
     if _ARMED is not None and name == _ARMED:
         log.warning("crash point %s reached: SIGKILL (STROM_CRASH_AT)", name)

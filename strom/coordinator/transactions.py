@@ -9,15 +9,17 @@ state is appended (acks=all: after the fsync) and only then replayed by
 transition is being written the id has a pending state (memory only, as
 Kafka's `pendingState`): other requests for it get CONCURRENT_TRANSACTIONS,
 except that AddPartitions/AddOffsets/InitProducerId first wait (up to
-`_SETTLE_S`) for the markers of the id's previous transaction, which is
-what the client's retry would find, without its backoff.
+`_SETTLE_S`) for the markers of the id's previous transaction and for a
+transition being written, which is what the client's retry would find,
+without its backoff.
 
 Ending a transaction (EndTxn, or the coordinator's own abort):
 PrepareCommit/PrepareAbort is made durable and the request answered; then
 a COMMIT/ABORT control batch is appended to every partition of the
 transaction (for `__consumer_offsets` through the group coordinator,
 which replays it), each waited for until durable and its parked fetches
-woken; then CompleteCommit/CompleteAbort is written. Start-up finishes
+woken; then CompleteCommit/CompleteAbort is appended, without waiting for
+its fsync (the id's next transition is written behind it). Start-up finishes
 every Prepare* it replays the same way (a duplicate marker is harmless),
 so no partition's last stable offset is left hanging by a crash.
 
@@ -80,6 +82,7 @@ class TransactionCoordinator:
         self._by_producer: dict[int, str] = {}  # producer id -> transactional id
         self._pending: dict[str, str] = {}  # transactional id -> state being written
         self._completions: dict[str, asyncio.Task] = {}
+        self._writes: dict[str, asyncio.Future] = {}  # transactional id -> its _transit
         self._timer: asyncio.Task | None = None
         self.plog = None  # __transaction_state-0, once it exists
 
@@ -155,19 +158,23 @@ class TransactionCoordinator:
         self.transactions[tid] = meta
         self._by_producer[meta.producer_id] = tid
 
-    async def _write(self, entries: list[tuple[str, st.TxnMetadata | None]]) -> ErrorCode:
+    async def _write(self, entries: list[tuple[str, st.TxnMetadata | None]],
+                     durable: bool = True) -> ErrorCode:
         """Append states (None: a tombstone), wait for the fsync, replay.
         A failure of the topic is answered with the code Kafka's coordinator
-        uses for it."""
+        uses for it. `durable=False` (Complete* only) replays once appended:
+        the next write to the topic, whose fsync covers it, is the next
+        thing anyone waits for (see `_complete`)."""
         now = _now_ms()
         encoded = [(rec.encode_key(rec.TxnKey(tid)), rec.encode_value(None if m is None else m.value()))
                    for tid, m in entries]
         try:
             plog = self._state_log()
             result = plog.append(build_batch([Record(k, v, now) for k, v in encoded]))
-            error = await self.wait_durable(plog, result.last_offset + 1)
-            if error is not None:
-                raise error_for(ErrorCode.kafka_storage_error, str(error))
+            if durable:
+                error = await self.wait_durable(plog, result.last_offset + 1)
+                if error is not None:
+                    raise error_for(ErrorCode.kafka_storage_error, str(error))
         except (KafkaError, StorageError) as e:
             log.error("%s refused a write for %s: %s", rec.TRANSACTION_STATE_TOPIC,
                       printable(", ".join(t for t, _ in entries)[:200]), e)
@@ -181,18 +188,29 @@ class TransactionCoordinator:
         return ErrorCode.none
 
     async def _settle(self, tid: str) -> None:
-        """Wait (bounded) for the markers of `tid`'s ending transaction."""
-        task = self._completions.get(tid)
-        if task is not None:
-            await asyncio.wait([task], timeout=_SETTLE_S)  # never cancels it
+        """Wait (bounded) for the markers of `tid`'s ending transaction, and
+        for a transition of it being written (librdkafka sends
+        AddOffsetsToTxn while its AddPartitionsToTxn is in its fsync; an
+        answer of CONCURRENT_TRANSACTIONS costs it retry.backoff.ms)."""
+        deadline = time.monotonic() + _SETTLE_S
+        while True:
+            task = self._completions.get(tid) or self._writes.get(tid)
+            left = deadline - time.monotonic()
+            if task is None or left <= 0:
+                return
+            await asyncio.wait([task], timeout=left)  # never cancels it
 
     async def _transit(self, meta: st.TxnMetadata) -> ErrorCode:
         tid = meta.transactional_id
         self._pending[tid] = meta.state
+        done = self._writes[tid] = asyncio.get_running_loop().create_future()
         try:
             return await self._write([(tid, meta)])
         finally:
             self._pending.pop(tid, None)
+            if self._writes.get(tid) is done:
+                del self._writes[tid]
+            done.set_result(None)
 
     # -- InitProducerId ------------------------------------------------------------
 
@@ -349,17 +367,28 @@ class TransactionCoordinator:
             remaining = sorted(meta.partitions)
             while True:
                 try:
-                    if remaining:
-                        # The first alone, so that a crash can fall between
-                        # markers; the rest share one round of fsyncs.
+                    if remaining and crashpoints.armed("txn.mid_markers"):
+                        # The first alone, so that the crash falls between
+                        # markers (a real crash may too: the markers' fsyncs
+                        # are independent, and start-up rewrites them all).
                         await self._write_markers(meta, commit, remaining[:1])
                         remaining = remaining[1:]
-                        if remaining:
-                            crashpoints.reached("txn.mid_markers")
-                            await self._write_markers(meta, commit, remaining)
-                            remaining = []
+                        crashpoints.reached("txn.mid_markers")
+                    if remaining:
+                        # One round of fsyncs for all (the first alone cost a
+                        # round more per transaction of several partitions).
+                        await self._write_markers(meta, commit, remaining)
+                        remaining = []
                     crashpoints.reached("txn.before_complete")
-                    error = await self._write([(tid, st.complete(meta, _now_ms()))])
+                    # Appended after every marker is durable, not waited for:
+                    # lost in a crash, start-up replays Prepare* and writes
+                    # the markers again (harmless); the id's next transition
+                    # (AddPartitions, InitProducerId) is written behind it in
+                    # the same log and its fsync makes this durable first.
+                    # The fsync cost one of the ~5 per transaction on the
+                    # path of the next AddPartitionsToTxn.
+                    error = await self._write([(tid, st.complete(meta, _now_ms()))],
+                                              durable=False)
                     if error:
                         raise StorageError(f"writing {rec.TRANSACTION_STATE_TOPIC}: {error.name}")
                     break

@@ -183,19 +183,25 @@ def test_add_partitions_and_the_produce_check(tmp_path):
     run(body())
 
 
-def test_a_second_request_while_one_is_written_is_concurrent(tmp_path):
+def test_an_add_while_one_is_written_waits_for_it(tmp_path):
+    """librdkafka sends AddOffsetsToTxn while its AddPartitionsToTxn is in
+    its fsync: the second waits for the first instead of answering
+    CONCURRENT_TRANSACTIONS (the client would back off retry.backoff.ms);
+    EndTxn meanwhile is still concurrent."""
     async def body():
         async with coordinator(tmp_path) as txns:
             _, pid, epoch = await txns.init_producer_id("app", TIMEOUT)
             first = asyncio.ensure_future(txns.add_partitions("app", pid, epoch, [("t", 0)]))
             await asyncio.sleep(0)  # the first is waiting for its fsync
             assert "app" in txns._pending
-            assert await txns.add_partitions("app", pid, epoch, [("t", 1)]) == {
-                ("t", 1): E.concurrent_transactions}
             assert await txns.end_txn("app", pid, epoch, True) == E.concurrent_transactions
-            assert await txns.init_producer_id("app", TIMEOUT) == (
-                E.concurrent_transactions, -1, -1)
+            second = asyncio.ensure_future(txns.add_offsets("app", pid, epoch, "g"))
+            assert await txns.add_partitions("app", pid, epoch, [("t", 1)]) == {
+                ("t", 1): E.none}
             assert await first == {("t", 0): E.none}
+            assert await second == E.none
+            assert txns.transactions["app"].partitions == {
+                ("t", 0), ("t", 1), ("__consumer_offsets", 0)}
     run(body())
 
 
