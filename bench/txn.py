@@ -7,11 +7,18 @@ confluent-kafka, in one run:
   as msg/s and their ratio (issue 13's goal: >= 0.8);
 - commit latency: commit_transaction() after the transaction's records are
   flushed (EndTxn: PrepareCommit fsynced, answered; markers after), p50/p99;
+- for reference, idempotent produce of the same records waiting for their
+  acknowledgements every --txn-records (flush), as the transactional
+  producer must before each commit: the ratio to it is what the
+  transactions themselves cost (AddPartitionsToTxn, EndTxn, markers),
+  without the wait for durability once per transaction;
 - a consume-transform-produce copier (read_committed consumer in a group,
   transactional producer, send_offsets_to_transaction, a commit per poll of
   up to --txn-records records) from a 3-partition topic: records/s.
 
-    python -m bench.txn [--records 200000] [--txn-records 1000] [--rounds 3]
+    python -m bench.txn [--records 200000] [--txn-records 1000] [--rounds 3] [--linger-ms 5]
+
+Every producer (both sides, the copier) gets the same settings, printed.
 
 Prints medians and min-max over rounds.
 """
@@ -56,6 +63,22 @@ def idempotent(bs: str, topic: str, n: int) -> float:
     for _ in range(n):
         _send(p, topic)
     assert p.flush(120) == 0
+    return n / (time.perf_counter() - t)
+
+
+def idempotent_flushed(bs: str, topic: str, n: int, per_txn: int) -> float:
+    """Idempotent produce that waits for its acknowledgements every
+    `per_txn` records."""
+    from confluent_kafka import Producer
+
+    p = Producer({"bootstrap.servers": bs, **PRODUCER})
+    _send(p, topic)
+    assert p.flush(30) == 0
+    t = time.perf_counter()
+    for start in range(0, n, per_txn):
+        for _ in range(min(per_txn, n - start)):
+            _send(p, topic)
+        assert p.flush(60) == 0
     return n / (time.perf_counter() - t)
 
 
@@ -123,7 +146,9 @@ def main() -> None:
     ap.add_argument("--records", type=int, default=200_000)
     ap.add_argument("--txn-records", type=int, default=1000)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--linger-ms", type=int, default=PRODUCER["linger.ms"])
     args = ap.parse_args()
+    PRODUCER["linger.ms"] = args.linger_ms
     n, per_txn = args.records, args.txn_records
     results: dict[str, list[float]] = {}
     latencies: list[float] = []
@@ -132,13 +157,18 @@ def main() -> None:
         bs = f"127.0.0.1:{port}"
         try:
             for r in range(args.rounds):
-                _create(bs, {f"idem-{r}": 1, f"txn-{r}": 1, f"in-{r}": 3, f"out-{r}": 3})
+                _create(bs, {f"idem-{r}": 1, f"txn-{r}": 1, f"in-{r}": 3, f"out-{r}": 3,
+                             f"flushed-{r}": 1})
                 # alternate which goes first: neither always gets the warmer broker
-                order = ("idem", "txn") if r % 2 == 0 else ("txn", "idem")
+                order = ("idem", "txn", "flushed") if r % 2 == 0 else ("flushed", "txn", "idem")
                 for kind in order:
                     if kind == "idem":
                         rate = idempotent(bs, f"idem-{r}", n)
                         results.setdefault("idempotent produce (msg/s)", []).append(rate)
+                    elif kind == "flushed":
+                        rate = idempotent_flushed(bs, f"flushed-{r}", n, per_txn)
+                        results.setdefault(f"idempotent, flush per {per_txn} (msg/s)",
+                                           []).append(rate)
                     else:
                         rate, commits = transactional(bs, f"txn-{r}", n, per_txn, f"bench-{r}")
                         results.setdefault("transactional produce (msg/s)", []).append(rate)
@@ -150,6 +180,8 @@ def main() -> None:
                 txn, idem = (results[k][-1] for k in ("transactional produce (msg/s)",
                                                       "idempotent produce (msg/s)"))
                 results.setdefault("transactional / idempotent", []).append(txn / idem)
+                flushed = results[f"idempotent, flush per {per_txn} (msg/s)"][-1]
+                results.setdefault(f"transactional / flush per {per_txn}", []).append(txn / flushed)
                 from confluent_kafka import Producer
 
                 p = Producer({"bootstrap.servers": bs, **PRODUCER})
@@ -162,9 +194,11 @@ def main() -> None:
             proc.send_signal(signal.SIGTERM)
             proc.wait(30)
     print(f"\ncommand: python -m bench.txn --records {n} --txn-records {per_txn} "
-          f"--rounds {args.rounds}")
+          f"--rounds {args.rounds} --linger-ms {args.linger_ms}")
     print(f"transactions benchmark: {n} x 100 B per round, transactions of {per_txn}, "
-          f"confluent-kafka, acks=all, `strom serve` on disk, {args.rounds} rounds\n")
+          f"confluent-kafka, acks=all, `strom serve` on disk, {args.rounds} rounds")
+    print("producer settings (every producer): "
+          + ", ".join(f"{k}={v}" for k, v in PRODUCER.items()) + "\n")
     for k, v in results.items():
         digits = 0 if k.endswith("/s)") else 2  # rates whole, ratios and ms to 2 places
         print(f"  {k:34s} {statistics.median(v):12,.{digits}f}   "
