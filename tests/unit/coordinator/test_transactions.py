@@ -250,6 +250,26 @@ def test_end_writes_markers_then_completes(tmp_path, commit):
     run(body())
 
 
+def test_complete_follows_durable_markers_and_the_next_write_makes_it_durable(tmp_path):
+    """Complete* is appended once every marker is durable, without an fsync
+    of its own (one fewer per transaction before the next AddPartitionsToTxn);
+    the id's next transition is answered only once its fsync covers it."""
+    async def body():
+        async with coordinator(tmp_path) as txns:
+            pid, epoch = await begin(txns, partitions=[("t", 0), ("t", 2)])
+            assert await txns.end_txn("app", pid, epoch, True) == E.none
+            assert (await settled(txns, "app")).state == rec.COMPLETE_COMMIT
+            for partition in (0, 2):
+                plog = txns.logs.get_log("t", partition)
+                assert markers(txns.logs, "t", partition) == [(COMMIT, pid, epoch)]
+                assert plog.recovery_point >= plog.log_end_offset  # the marker is durable
+            complete_end = txns.plog.log_end_offset
+            assert txns.plog.recovery_point < complete_end  # flush.ms: never by itself
+            assert await txns.add_partitions("app", pid, epoch, [("t", 1)]) == {("t", 1): E.none}
+            assert txns.plog.recovery_point >= complete_end
+    run(body())
+
+
 def test_end_refusals(tmp_path):
     async def body():
         async with coordinator(tmp_path) as txns:
