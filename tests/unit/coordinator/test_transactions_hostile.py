@@ -54,3 +54,32 @@ def test_a_produce_while_its_producer_is_fenced_gets_invalid_producer_epoch(tmp_
             assert txns.check_partition(pid, epoch, "t", 0) == E.invalid_producer_epoch
             await fence
     run(main())
+
+
+def test_offsets_beyond_one_batch_are_committed_expired_and_reloaded(tmp_path):
+    """8,000 offsets of a topic with a 200-character name: 2.4 MB of
+    records, over max.message.bytes as one batch (the commit, the expiry
+    and a group's deletion were each one batch, refused)."""
+    from tests.unit.coordinator.test_txn_offsets import offsets
+    from tests.unit.coordinator.test_txn_offsets import run as run_groups
+
+    topic = "t" * 200
+    wanted = offsets(*[(topic, p, p + 1) for p in range(8000)])
+
+    async def commit(groups, logs):
+        assert await groups.commit("big", wanted) == E.none
+        assert len(groups.committed("big")) == 8000
+
+    async def expire(groups, logs):
+        assert len(groups.committed("big")) == 8000  # replayed from several batches
+        far = max(v["commit_timestamp"] for v in groups.committed("big").values()) \
+            + groups.offsets_retention_ms + 1
+        assert await groups.expire_offsets(far) == 8000
+        assert not groups.committed("big")
+
+    async def reload(groups, logs):
+        assert not groups.committed("big")
+
+    run_groups(tmp_path, commit)
+    run_groups(tmp_path, expire)
+    run_groups(tmp_path, reload)
