@@ -678,13 +678,10 @@ class PartitionLog(transactions.PartitionTransactions):
             fresh = self._new_segment(first.base_offset)
             fresh.rebuild_indexes()
             fresh.next_offset = max(fresh.next_offset, olds[-1].next_offset)
-            try:
-                fresh.txn_index.reset(aborted)
-                fresh.txn_index.sync()  # below the recovery point: trusted at load
-            except OSError as e:  # derived: the file is fixed at close, or rebuilt
-                log.warning("%s: writing a cleaned segment's transaction index failed: %s",
-                            self.directory, e)
-                fresh.txn_index.entries, fresh.txn_index.failed = list(aborted), True
+            # Below the recovery point: trusted at load. A failed write
+            # removes the file (rebuilt at load) and keeps `aborted` serving.
+            fresh.txn_index.reset(aborted)
+            fresh.txn_index.sync()
             self.segments[i : i + len(olds)] = [fresh]
         self.medium.sync_dir(self.directory)
 

@@ -229,14 +229,10 @@ def _replay(plog, start: int, table: ProducerStateTable, rebuild_from: int | Non
                 if entry is not None:
                     entries.append(entry)
         if rebuilding:
-            try:
-                seg.txn_index.reset(entries)
-                seg.txn_index.sync()  # trusted from now on, as any segment's
-            except OSError as e:  # derived: kept in memory, the file fixed at close
-                log.warning("%s: writing the transaction index of segment %d failed: %s",
-                            plog.directory, seg.base_offset, e)
-                seg.txn_index.entries = entries
-                seg.txn_index.failed = True
+            # Trusted from now on, as any segment's; a failed write removes
+            # the file (rebuilt again next time) and keeps `entries` serving.
+            seg.txn_index.reset(entries)
+            seg.txn_index.sync()
     return table
 
 
