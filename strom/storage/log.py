@@ -420,6 +420,7 @@ class PartitionLog(transactions.PartitionTransactions):
             old = self.active
             old.log_file.unpin()
             old.active, fresh.active = False, True
+            old.indexes_unsynced = True  # until a flush syncs them (flush)
             self.segments.append(fresh)
             self._dir_dirty = True
         return self.active
@@ -524,18 +525,25 @@ class PartitionLog(transactions.PartitionTransactions):
         with self._flush_lock:
             with self._lock:
                 target = self.log_end_offset
+                # The rolled segments whose indexes no flush has synced yet, too,
+                # as Kafka's LocalLog.flush: the recovery point may already be at
+                # their end (flushed while active), and they are trusted below it.
                 segs = [s for s in self.segments if s.next_offset > self.recovery_point
-                        or s is self.active]
+                        or s is self.active or s.indexes_unsynced]
                 dir_dirty, self._dir_dirty = self._dir_dirty, False
                 pending = self.unflushed_messages
                 self.unflushed_messages = 0
                 self.first_unflushed_ms = None
                 cut_count = self._cut_count
-            if target <= self.recovery_point and not dir_dirty and not pending:
+            if (target <= self.recovery_point and not dir_dirty and not pending
+                    and not any(s.indexes_unsynced for s in segs)):
                 return self.recovery_point
             try:
                 for s in segs:
-                    s.sync(indexes=s is not self.active)
+                    rolled = s is not self.active
+                    s.sync(indexes=rolled)
+                    if rolled:
+                        s.indexes_unsynced = False
                 if dir_dirty:
                     self.medium.sync_dir(self.directory)
             except OSError as e:

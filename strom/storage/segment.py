@@ -70,6 +70,10 @@ class Segment(SegmentDamage):
         self.medium = medium
         self.lock = lock or threading.RLock()
         self.active = False  # the log's last segment: damage at its end is cut, not skipped
+        # Rolled, its indexes not fsynced since: the log's flush syncs them even
+        # when the recovery point is already at its end (the last flush before
+        # the roll ran while it was active, and skipped them).
+        self.indexes_unsynced = False
         self.damaged: list[Damage] = []  # sorted; replaced, never changed in place
         self.damage_found = 0  # ranges quarantined since open (a metric)
         self.cuts = 0  # damaged tails cut off since open

@@ -126,3 +126,23 @@ def test_a_failed_index_write_in_the_cleaners_swap_is_not_trusted_after_a_restar
     cleaner.clean(after, TS)
     values = committed_values(after)
     assert (0, b"committed") in values and b"ABORTED" not in [v for _, v in values]
+
+
+def test_a_rolled_segments_indexes_are_synced_though_flushed_while_active(tmp_path):
+    """The flusher's last flush of a segment usually runs while it is still
+    active (indexes skipped); the append that rolls it leaves the recovery
+    point at its end. The next flush must still write and fsync them."""
+    plog = PartitionLog(DiskMedium(str(tmp_path)), "t-0", config(**{"index.interval.bytes": "1"}))
+    plog.append(txn(1, 0, 3))
+    plog.append(plain())
+    plog.append_marker(1, 0, False, 0)  # 4
+    first = plog.active
+    plog.flush()  # active: the .log only
+    plog.roll()
+    plog.append(plain())
+    plog.flush()
+    assert plog.recovery_point == 6
+    assert not first.txn_index.dirty  # fsynced
+    seg_dir = tmp_path / "t-0"
+    assert (seg_dir / "00000000000000000000.txnindex").stat().st_size == 34
+    assert (seg_dir / "00000000000000000000.index").stat().st_size > 0  # written, then synced
