@@ -60,6 +60,7 @@ class AppendResult(NamedTuple):
 _OFFSET = struct.Struct(">q")
 _INDEX_SUFFIXES = (files.INDEX_SUFFIX, files.TIME_INDEX_SUFFIX, files.TXN_INDEX_SUFFIX)
 _SCRUB_STEP = 1024 * 1024  # bytes checked per hold of the log's lock
+_SNAPSHOT_SEGMENTS = 3  # the last segments a producer snapshot is kept for
 
 
 def now_ms() -> int:
@@ -388,6 +389,13 @@ class PartitionLog(transactions.PartitionTransactions):
                     self._producers = transactions.load_producers(self)
         return self._producers
 
+    def _snapshot_bases(self) -> list[int]:
+        """The segment bases a snapshot is kept at or below (write_snapshot):
+        the active one's and the two before, so an unclean start whose
+        checkpointed recovery point lags a roll or two rebuilds from near
+        it, not from the log start."""
+        return [s.base_offset for s in self.segments[-_SNAPSHOT_SEGMENTS:]]
+
     def snapshot_producers(self) -> bool:
         """Snapshot the producer state (maintenance thread, after a roll),
         at the log end if everything below it is fsynced. True if written.
@@ -400,7 +408,7 @@ class PartitionLog(transactions.PartitionTransactions):
                     or offset > self.recovery_point or self._werr):
                 return False
             producer_state.write_snapshot(self.medium, self.directory, offset, self._producers,
-                                          keep_at_most=self.active.base_offset)
+                                          keep_at_most=self._snapshot_bases())
             self._snapshot_offset = offset
             return True
 
@@ -700,7 +708,7 @@ class PartitionLog(transactions.PartitionTransactions):
                 try:
                     producer_state.write_snapshot(self.medium, self.directory,
                                                   self.log_end_offset, self._producers,
-                                                  keep_at_most=self.active.base_offset)
+                                                  keep_at_most=self._snapshot_bases())
                 except OSError as e:  # derived data: the next start scans the log instead
                     log.warning("%s: producer state snapshot not written: %s", self.directory, e)
         with self._flush_lock, self._lock:

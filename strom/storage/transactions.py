@@ -248,8 +248,9 @@ def rebuild(plog, first: int) -> ProducerStateTable:
     producer state at the log end.
 
     The index needs the open transactions as of that segment's start: from
-    a snapshot at or before it (the log keeps one, see snapshot_producers),
-    else from the log start. When the newest snapshot is past that point,
+    a snapshot at or before it (the log keeps one for each of its last few
+    segments, PartitionLog._snapshot_bases), else from the log start. When
+    the newest snapshot is past that point,
     the producer state returned is still built from it (it remembers
     producers whose segments retention deleted)."""
     base = plog.segments[first].base_offset
