@@ -52,6 +52,7 @@ _OFFSETS_TOPIC_CONFIG = {"cleanup.policy": "compact", "segment.bytes": str(100 *
                          "retention.ms": "-1"}
 
 _TICK_S = 0.1
+_BATCH_BYTES = 256 * 1024  # well under the offsets topic's max.message.bytes
 
 
 class GroupCoordinator(TransactionalOffsets):
@@ -192,17 +193,28 @@ class GroupCoordinator(TransactionalOffsets):
         now = int(time.time() * 1000)
         records = [Record(rec.encode_key(k), rec.encode_value(v), now) for k, v in entries]
         plog = self._offsets_log()
-        if producer_id >= 0:
+        if producer_id >= 0:  # one request's offsets: one batch, as Kafka writes them
             batch = build_batch(records, producer_id=producer_id, producer_epoch=producer_epoch,
                                 base_sequence=-1, is_transactional=True)
-            result = plog.append(batch, validate=False)
+            written = [(plog.append(batch, validate=False), entries)]
         else:
-            result = plog.append(build_batch(records))
-        error = await self.wait_durable(plog, result.last_offset + 1)
+            # Expiry or a group's deletion may cover more than one batch
+            # may hold (max.message.bytes): batches of at most _BATCH_BYTES.
+            written, first, size = [], 0, 0
+            for i, r in enumerate(records):
+                cost = len(r.key) + len(r.value or b"") + 32
+                if i > first and size + cost > _BATCH_BYTES:
+                    written.append((plog.append(build_batch(records[first:i])), entries[first:i]))
+                    first, size = i, 0
+                size += cost
+            written.append((plog.append(build_batch(records[first:])), entries[first:]))
+        error = await self.wait_durable(plog, written[-1][0].last_offset + 1)
         if error is not None:
             raise error_for(ErrorCode.kafka_storage_error, str(error))
-        for i, (key, value) in enumerate(entries):
-            self.replay(key, value, producer_id=producer_id, record_offset=result.base_offset + i)
+        for result, chunk in written:
+            for i, (key, value) in enumerate(chunk):
+                self.replay(key, value, producer_id=producer_id,
+                            record_offset=result.base_offset + i)
 
     def _group_record(self, group: Group) -> tuple[rec.GroupKey, dict]:
         return rec.GroupKey(group.group_id), {

@@ -7,11 +7,14 @@ A pass over one PartitionLog whose topic has `cleanup.policy` containing
    end at or below the last stable offset (Kafka's first uncleanable
    offset: nothing an open transaction may still abort is cleaned). The
    active segment is never cleaned.
-2. Build the offset map: key -> latest offset, over the whole log (records
-   in the active segment also supersede older ones), but for records of
-   aborted transactions, and of transactions not yet decided (at or past
-   the LSO); and the last five batches of every producer (the idempotence
-   window, producer_state.WINDOW) not idle for producer.id.expiration.ms.
+2. Build the offset map: key -> latest offset, over the records below the
+   first uncleanable offset, min(LSO, the active segment's base) as in
+   Kafka, but for records of aborted transactions. A record at or past the
+   LSO supersedes nothing: a read_committed reader does not see it yet, so
+   the value before it must stay (plain records behind an open
+   transaction included). And the last five batches of every producer (the
+   idempotence window, producer_state.WINDOW) not idle for
+   producer.id.expiration.ms.
 3. Group consecutive cleanable segments whose sizes add up to at most
    `segment.bytes` (Kafka's groupSegmentsBySize), so cleaned segments that
    shrank are merged instead of piling up empty; rewrite each group into
@@ -133,6 +136,7 @@ def clean(plog: PartitionLog, now: int | None = None,
     latest: dict[bytes, int] = {}
     last_batches: dict[int, deque] = {}
     walk = _TxnWalk(aborted, 0)
+    uncleanable = min(lso, segments[-1].base_offset)
     for seg in segments:
         for pos, header, raw in seg.batches():
             if header.producer_id >= 0 and header.max_timestamp >= now - producer_id_expiration_ms:
@@ -142,8 +146,8 @@ def clean(plog: PartitionLog, now: int | None = None,
                 marker = marker_at(seg, pos, header)
                 walk.marker(marker and marker[0], header)
                 continue
-            if walk.data(header) or (header.is_transactional and header.last_offset >= lso):
-                continue  # aborted, or not decided yet: supersedes nothing
+            if walk.data(header) or header.last_offset >= uncleanable:
+                continue  # aborted, or not visible to read_committed yet: supersedes nothing
             for r in batch_records(raw, 0, limit):
                 if r.key is not None:
                     latest[r.key] = r.offset

@@ -60,6 +60,7 @@ class AppendResult(NamedTuple):
 _OFFSET = struct.Struct(">q")
 _INDEX_SUFFIXES = (files.INDEX_SUFFIX, files.TIME_INDEX_SUFFIX, files.TXN_INDEX_SUFFIX)
 _SCRUB_STEP = 1024 * 1024  # bytes checked per hold of the log's lock
+_SNAPSHOT_SEGMENTS = 3  # the last segments a producer snapshot is kept for
 
 
 def now_ms() -> int:
@@ -388,6 +389,13 @@ class PartitionLog(transactions.PartitionTransactions):
                     self._producers = transactions.load_producers(self)
         return self._producers
 
+    def _snapshot_bases(self) -> list[int]:
+        """The segment bases a snapshot is kept at or below (write_snapshot):
+        the active one's and the two before, so an unclean start whose
+        checkpointed recovery point lags a roll or two rebuilds from near
+        it, not from the log start."""
+        return [s.base_offset for s in self.segments[-_SNAPSHOT_SEGMENTS:]]
+
     def snapshot_producers(self) -> bool:
         """Snapshot the producer state (maintenance thread, after a roll),
         at the log end if everything below it is fsynced. True if written.
@@ -400,7 +408,7 @@ class PartitionLog(transactions.PartitionTransactions):
                     or offset > self.recovery_point or self._werr):
                 return False
             producer_state.write_snapshot(self.medium, self.directory, offset, self._producers,
-                                          keep_at_most=self.active.base_offset)
+                                          keep_at_most=self._snapshot_bases())
             self._snapshot_offset = offset
             return True
 
@@ -420,6 +428,7 @@ class PartitionLog(transactions.PartitionTransactions):
             old = self.active
             old.log_file.unpin()
             old.active, fresh.active = False, True
+            old.indexes_unsynced = True  # until a flush syncs them (flush)
             self.segments.append(fresh)
             self._dir_dirty = True
         return self.active
@@ -524,18 +533,25 @@ class PartitionLog(transactions.PartitionTransactions):
         with self._flush_lock:
             with self._lock:
                 target = self.log_end_offset
+                # The rolled segments whose indexes no flush has synced yet, too,
+                # as Kafka's LocalLog.flush: the recovery point may already be at
+                # their end (flushed while active), and they are trusted below it.
                 segs = [s for s in self.segments if s.next_offset > self.recovery_point
-                        or s is self.active]
+                        or s is self.active or s.indexes_unsynced]
                 dir_dirty, self._dir_dirty = self._dir_dirty, False
                 pending = self.unflushed_messages
                 self.unflushed_messages = 0
                 self.first_unflushed_ms = None
                 cut_count = self._cut_count
-            if target <= self.recovery_point and not dir_dirty and not pending:
+            if (target <= self.recovery_point and not dir_dirty and not pending
+                    and not any(s.indexes_unsynced for s in segs)):
                 return self.recovery_point
             try:
                 for s in segs:
-                    s.sync(indexes=s is not self.active)
+                    rolled = s is not self.active
+                    s.sync(indexes=rolled)
+                    if rolled:
+                        s.indexes_unsynced = False
                 if dir_dirty:
                     self.medium.sync_dir(self.directory)
             except OSError as e:
@@ -678,13 +694,10 @@ class PartitionLog(transactions.PartitionTransactions):
             fresh = self._new_segment(first.base_offset)
             fresh.rebuild_indexes()
             fresh.next_offset = max(fresh.next_offset, olds[-1].next_offset)
-            try:
-                fresh.txn_index.reset(aborted)
-                fresh.txn_index.sync()  # below the recovery point: trusted at load
-            except OSError as e:  # derived: the file is fixed at close, or rebuilt
-                log.warning("%s: writing a cleaned segment's transaction index failed: %s",
-                            self.directory, e)
-                fresh.txn_index.entries, fresh.txn_index.failed = list(aborted), True
+            # Below the recovery point: trusted at load. A failed write
+            # removes the file (rebuilt at load) and keeps `aborted` serving.
+            fresh.txn_index.reset(aborted)
+            fresh.txn_index.sync()
             self.segments[i : i + len(olds)] = [fresh]
         self.medium.sync_dir(self.directory)
 
@@ -695,7 +708,7 @@ class PartitionLog(transactions.PartitionTransactions):
                 try:
                     producer_state.write_snapshot(self.medium, self.directory,
                                                   self.log_end_offset, self._producers,
-                                                  keep_at_most=self.active.base_offset)
+                                                  keep_at_most=self._snapshot_bases())
                 except OSError as e:  # derived data: the next start scans the log instead
                     log.warning("%s: producer state snapshot not written: %s", self.directory, e)
         with self._flush_lock, self._lock:

@@ -233,22 +233,30 @@ def _path(directory: str, offset: int) -> str:
 
 
 def write_snapshot(medium, directory: str, offset: int, table: ProducerStateTable,
-                   keep_at_most: int | None = None) -> None:
+                   keep_at_most: int | list[int] | None = None) -> None:
     """The state of every batch below `offset`; older snapshots go, but for
-    the newest at or below `keep_at_most` (the active segment's base: what
-    rebuilding that segment's `.txnindex` after a crash starts from)."""
+    the newest at or below each offset of `keep_at_most` (the bases of the
+    last few segments: what rebuilding the `.txnindex` from one of them
+    after a crash starts from, when the checkpointed recovery point lags a
+    recent roll; Kafka keeps one snapshot per segment)."""
     lines = [f"offset {offset} v2"]
     for pid, e in sorted(table.producers.items()):
         batches = " ".join(",".join(map(str, b)) for b in e.batches)
         lines.append(f"producer {pid} {e.epoch} {e.last_timestamp} {e.coordinator_epoch} "
                      f"{e.current_txn_first_offset} {batches}".rstrip())
     medium.write_atomic(_path(directory, offset), checkpoint.dump_lines(lines))
-    kept = False
+    if keep_at_most is None:
+        bounds = []
+    elif isinstance(keep_at_most, int):
+        bounds = [keep_at_most]
+    else:
+        bounds = sorted(keep_at_most, reverse=True)
     for older in _snapshots(medium, directory):  # newest first
         if older == offset:
             continue
-        if not kept and keep_at_most is not None and older <= keep_at_most:
-            kept = True
+        if bounds and older <= bounds[0]:  # the newest at or below the next bound
+            while bounds and older <= bounds[0]:
+                bounds.pop(0)
             continue
         medium.remove(_path(directory, older))
 

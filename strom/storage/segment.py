@@ -70,6 +70,10 @@ class Segment(SegmentDamage):
         self.medium = medium
         self.lock = lock or threading.RLock()
         self.active = False  # the log's last segment: damage at its end is cut, not skipped
+        # Rolled, its indexes not fsynced since: the log's flush syncs them even
+        # when the recovery point is already at its end (the last flush before
+        # the roll ran while it was active, and skipped them).
+        self.indexes_unsynced = False
         self.damaged: list[Damage] = []  # sorted; replaced, never changed in place
         self.damage_found = 0  # ranges quarantined since open (a metric)
         self.cuts = 0  # damaged tails cut off since open
@@ -82,7 +86,8 @@ class Segment(SegmentDamage):
         self.log_file = medium.open(self.path(files.LOG_SUFFIX))
         self.offset_index = OffsetIndex(medium.open(self.path(files.INDEX_SUFFIX)))
         self.time_index = TimeIndex(medium.open(self.path(files.TIME_INDEX_SUFFIX)))
-        self.txn_index = TxnIndex(medium.open(self.path(files.TXN_INDEX_SUFFIX)))
+        txn_path = self.path(files.TXN_INDEX_SUFFIX)
+        self.txn_index = TxnIndex(medium.open(txn_path), medium, txn_path)
         self.next_offset = base_offset
         self.max_timestamp = -1
         self.first_batch_timestamp: int | None = None
@@ -511,11 +516,7 @@ class Segment(SegmentDamage):
         self.log_file.sync()
         if indexes:
             self._write_indexes(sync=True)
-            try:
-                self.txn_index.sync()
-            except OSError as e:  # derived: an unclean stop rebuilds it
-                log.warning("%s: fsync of its transaction index failed: %s",
-                            self.path(files.LOG_SUFFIX), e)
+            self.txn_index.sync()  # a failure removes it: the next start rebuilds it
 
     def _write_indexes(self, sync: bool = False) -> None:
         """Write (and fsync) the pending index entries. A failure (a full
@@ -533,12 +534,9 @@ class Segment(SegmentDamage):
 
     def close(self) -> None:
         self._write_indexes()
-        try:
-            if self.txn_index.failed:
-                self.txn_index.reset(self.txn_index.entries)
-            self.txn_index.sync()
-        except OSError:  # missing is rebuilt at load; incomplete would be trusted
-            self.medium.remove(self.path(files.TXN_INDEX_SUFFIX))
+        if self.txn_index.failed:  # whole again, or (failing again) removed
+            self.txn_index.reset(self.txn_index.entries)
+        self.txn_index.sync()
         self.log_file.close()
         self.offset_index.close()
         self.time_index.close()

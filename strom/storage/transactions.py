@@ -229,14 +229,10 @@ def _replay(plog, start: int, table: ProducerStateTable, rebuild_from: int | Non
                 if entry is not None:
                     entries.append(entry)
         if rebuilding:
-            try:
-                seg.txn_index.reset(entries)
-                seg.txn_index.sync()  # trusted from now on, as any segment's
-            except OSError as e:  # derived: kept in memory, the file fixed at close
-                log.warning("%s: writing the transaction index of segment %d failed: %s",
-                            plog.directory, seg.base_offset, e)
-                seg.txn_index.entries = entries
-                seg.txn_index.failed = True
+            # Trusted from now on, as any segment's; a failed write removes
+            # the file (rebuilt again next time) and keeps `entries` serving.
+            seg.txn_index.reset(entries)
+            seg.txn_index.sync()
     return table
 
 
@@ -252,8 +248,9 @@ def rebuild(plog, first: int) -> ProducerStateTable:
     producer state at the log end.
 
     The index needs the open transactions as of that segment's start: from
-    a snapshot at or before it (the log keeps one, see snapshot_producers),
-    else from the log start. When the newest snapshot is past that point,
+    a snapshot at or before it (the log keeps one for each of its last few
+    segments, PartitionLog._snapshot_bases), else from the log start. When
+    the newest snapshot is past that point,
     the producer state returned is still built from it (it remembers
     producers whose segments retention deleted)."""
     base = plog.segments[first].base_offset

@@ -24,12 +24,21 @@ trusted at the next start, their indexes included), rebuilt by the
 log's recovery (transactions.rebuild) after an unclean stop, or when the
 file is missing or fails `load`'s checks. A file is never a reason to
 change the log. Written only under the log's lock.
+
+A failed write or fsync removes the file at once: a file short of entries
+passes every check `load` can make, and a segment below the recovery point
+is trusted after an unclean stop too, so only a missing file is sure to be
+rebuilt. The entries in memory keep serving; a clean close writes the file
+whole again.
 """
 
+import logging
 import struct
 from typing import NamedTuple
 
 from strom.storage.errors import SuspectIndexError
+
+log = logging.getLogger(__name__)
 
 ENTRY = struct.Struct(">hqqqq")
 ENTRY_SIZE = ENTRY.size  # 34
@@ -49,11 +58,13 @@ class AbortedTxn(NamedTuple):
 
 
 class TxnIndex:
-    def __init__(self, file):
+    def __init__(self, file, medium=None, path: str = ""):
         self._file = file
+        self._medium = medium  # with `path`: where the file is, to remove it
+        self._path = path
         self.entries: list[AbortedTxn] = []
-        # A write failed: the file may lack entries, so the segment rewrites
-        # it at close, or deletes it (a missing file is rebuilt at load).
+        # A write failed: the file is gone (or may lack entries, if even the
+        # removal failed); the segment writes it whole at close.
         self.failed = False
         self.dirty = False  # written since the last fsync
 
@@ -86,36 +97,61 @@ class TxnIndex:
         self.dirty = True
         try:
             self._file.append([data], len(data))
-        except OSError:
-            self.failed = True  # the entry is in memory; the file is fixed at close
+        except OSError as e:
+            self.write_failed(e)
 
     def reset(self, entries: list[AbortedTxn] = ()) -> None:
-        """Replace every entry (a rebuild, or a cleaned segment's survivors)."""
+        """Replace every entry (a rebuild, or a cleaned segment's survivors).
+        A failed write removes the file (`write_failed`), it does not raise."""
         self.entries = list(entries)
-        if not self.entries and not self._file.size:
-            self.failed = False
+        if not self.entries and not self._file.size and not self.failed:
             return  # already so: nothing to write or fsync
         self.dirty = True
-        self._file.truncate(0)
-        if self.entries:
-            data = b"".join(ENTRY.pack(VERSION, *e) for e in self.entries)
-            self._file.append([data], len(data))
+        try:
+            self._file.truncate(0)
+            if self.entries:
+                data = b"".join(ENTRY.pack(VERSION, *e) for e in self.entries)
+                self._file.append([data], len(data))
+        except OSError as e:
+            self.write_failed(e)
+            return
         self.failed = False
 
     def truncate_to(self, offset: int) -> None:
         """Drop the entries whose marker is at or past `offset`."""
         kept = [e for e in self.entries if e.last_offset < offset]
         if len(kept) != len(self.entries):
-            try:
-                self.reset(kept)
-            except OSError:
-                self.entries, self.failed = kept, True
+            self.reset(kept)
 
     def sync(self) -> None:
-        """fsync if written since the last one."""
-        if self.dirty:
-            self._file.sync()
+        """fsync if written since the last one. A failure removes the file
+        (`write_failed`), it does not raise."""
+        if self.dirty and not self.failed:
+            try:
+                self._file.sync()
+            except OSError as e:
+                self.write_failed(e)
+                return
             self.dirty = False
+
+    def write_failed(self, error: OSError) -> None:
+        """A write or fsync of the file failed: it may lack entries, so it
+        goes now (a missing file is rebuilt at load; a short one would be
+        trusted). The entries in memory stay and serve."""
+        self.failed = True
+        self.dirty = False  # nothing left to fsync (a sync would recreate the file)
+        if self._medium is None:
+            return
+        try:
+            self._medium.remove(self._path)
+            self._medium.sync_dir(self._path.rpartition("/")[0])
+        except OSError as e:
+            log.error("%s: writing the transaction index failed (%s), and removing it failed "
+                      "too (%s): after an unclean stop it may be trusted short", self._path,
+                      error, e)
+            return
+        log.warning("%s: writing the transaction index failed (%s): removed; the next start "
+                    "rebuilds it", self._path, error)
 
     def close(self) -> None:
         self._file.close()

@@ -64,3 +64,31 @@ def test_producer_state_is_rebuilt_after_restart(tmp_path):
     except OutOfOrderSequenceError:
         pass
     mgr.close()
+
+
+def test_init_producer_id_without_transactional_id_always_gives_a_fresh_id(broker):
+    """As Kafka: naming an id and epoch (KIP-360, v3+) without a
+    transactional id gets a new id at epoch 0, never a bump of the named
+    id, which may be another producer's (a transactional one's)."""
+    import socket
+
+    from kio.serial import entity_reader
+
+    from strom.protocol.build import build
+    from strom.protocol.schemas import encode, request_class, response_class
+    from tests.faults.test_all_versions import _frame
+    from tests.faults.test_bad_input import read_frame
+
+    def init(producer_id, epoch):
+        request = build(request_class(22, 4), {"transactional_id": None, "transaction_timeout": 60_000,
+                                                "producer_id": producer_id, "producer_epoch": epoch})
+        with socket.create_connection(("127.0.0.1", broker.port), timeout=10) as s:
+            s.sendall(_frame(22, 4, encode(request), 3))
+            frame = read_frame(s)
+        response = entity_reader(response_class(22, 4))(frame, 5)[0]
+        return response.error_code, response.producer_id, response.producer_epoch
+
+    error, first, epoch = init(-1, -1)
+    assert (error, epoch) == (0, 0)
+    error, second, epoch = init(first, 0)
+    assert (error, epoch) == (0, 0) and second != first

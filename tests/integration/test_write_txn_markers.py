@@ -80,16 +80,36 @@ def test_stale_epoch_is_refused_and_nothing_written(broker, version):
 
 
 @pytest.mark.parametrize("version", VERSIONS)
-def test_older_coordinator_epoch_is_fenced(broker, version):
+def test_a_coordinator_epoch_this_node_never_had_is_refused(broker, version):
+    """Stored, coordinator epoch 5 would fence every marker the coordinator
+    (epoch 0) writes for this producer: its transactions there would stay
+    open for good."""
     broker.broker.logs.create_topic("c", 1)
     plog = _open_txn(broker, "c", 0, 4200)
     assert _markers(broker.port, version, [_marker(4200, 0, True, [("c", 0)], 5)]) == {
+        (4200, "c", 0): 42}  # INVALID_REQUEST
+    assert plog.high_watermark == 1 and plog.ongoing_transactions() == {4200: 0}
+    assert _markers(broker.port, version, [_marker(4200, 0, True, [("c", 0)], 0)]) == {
         (4200, "c", 0): 0}
-    _open_txn(broker, "c", 0, 4200, sequence=1)  # its next transaction
-    end = plog.high_watermark
-    errors = _markers(broker.port, version, [_marker(4200, 0, False, [("c", 0)], 3)])
-    assert errors == {(4200, "c", 0): 52}  # TRANSACTION_COORDINATOR_FENCED
-    assert plog.high_watermark == end and 4200 in plog.ongoing_transactions()
+    assert plog.last_stable_offset == plog.high_watermark == 2
+
+
+def test_a_producer_epoch_above_its_coordinators_is_refused(broker):
+    """A marker may not bump a transactional producer's epoch behind its
+    coordinator's back: the producer's next batch there would be fenced."""
+    import asyncio
+
+    broker.broker.logs.create_topic("e", 1)
+    txns = broker.broker.txns
+    error, pid, epoch = asyncio.run_coroutine_threadsafe(
+        txns.init_producer_id("marked", 60_000), broker._loop).result(10)
+    assert error == 0
+    plog = broker.broker.logs.get_log("e", 0)
+    assert _markers(broker.port, 1, [_marker(pid, epoch + 1, False, [("e", 0)])]) == {
+        (pid, "e", 0): 47}  # INVALID_PRODUCER_EPOCH
+    assert plog.high_watermark == 0
+    assert _markers(broker.port, 1, [_marker(pid, epoch, False, [("e", 0)])]) == {
+        (pid, "e", 0): 0}
 
 
 def test_commit_marker_on_the_offsets_topic_commits_pending_offsets(broker):

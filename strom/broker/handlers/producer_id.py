@@ -1,11 +1,12 @@
 """InitProducerId (22): producer ids for idempotent and transactional
 producers.
 
-Without a transactional id: a new producer gets a fresh id at epoch 0; one
-that sends its current id and epoch (KIP-360, v3+) gets the same id with
-the epoch bumped, which restarts its sequence numbers. Ids come from the
-LogManager, which persists their allocation in blocks so an id is never
-handed out twice, even across a crash.
+Without a transactional id every request gets a fresh id at epoch 0, as
+Kafka answers it, also when it names its current id and epoch (KIP-360,
+v3+): the new id restarts its sequence numbers, and no client can bump the
+epoch of an id that is not its own (a transactional producer's, say). Ids
+come from the LogManager, which persists their allocation in blocks so an
+id is never handed out twice, even across a crash.
 
 With a transactional id the transaction coordinator answers (a bump that
 fences the id's previous producer, aborting its open transaction first).
@@ -21,21 +22,13 @@ from kio.schema.errors import ErrorCode
 from strom.broker.router import api
 from strom.protocol.build import ms
 
-_EPOCH_MAX = 2**15 - 1
-
 
 @api(22, max_version=5)
 def handle_init_producer_id(ctx, request):
     if request.transactional_id is not None:
         return _transactional(ctx, request)
-    producer_id = getattr(request, "producer_id", -1)
-    epoch = getattr(request, "producer_epoch", -1)
-    if producer_id >= 0 and 0 <= epoch < _EPOCH_MAX:
-        epoch += 1
-    else:
-        producer_id, epoch = ctx.broker.logs.allocate_producer_id(), 0
     return ctx.respond({"throttle_time": 0, "error_code": 0,
-                        "producer_id": producer_id, "producer_epoch": epoch})
+                        "producer_id": ctx.broker.logs.allocate_producer_id(), "producer_epoch": 0})
 
 
 async def _transactional(ctx, request):

@@ -38,6 +38,9 @@ async def handle_txn_offset_commit(ctx, request):
                 wanted.append((t.name, p.partition_index, p.committed_offset,
                                getattr(p, "committed_leader_epoch", -1), p.committed_metadata))
     if wanted:
+        # No await between this check and txn_commit's append: an EndTxn
+        # cannot slip its marker in between (the offsets would then sit
+        # behind it, pending for good).
         error = broker.txns.check_partition(request.producer_id, request.producer_epoch,
                                             OFFSETS_TOPIC, 0)
         if error:

@@ -18,7 +18,10 @@ topic or partition is UNKNOWN_TOPIC_OR_PARTITION, a coordinator epoch
 older than the partition's for that producer TRANSACTION_COORDINATOR_FENCED;
 the other partitions of the request are still written. Kafka requires the
 ClusterAction permission for this request; this broker has no ACLs yet, so,
-like every other API here, it is open to every client that connects.
+like every other API here, it is open to every client that connects. A
+marker this node's coordinator could never have written (a coordinator
+epoch above 0, a producer epoch above the coordinator's) is refused:
+stored, it would hold the partition's LSO for good.
 The v2 `transaction_version` field is read and ignored: markers are
 written the classic way (transaction.version 2 is not advertised).
 """
@@ -30,6 +33,7 @@ from kio.schema.errors import ErrorCode
 from strom.broker.handlers.errors import error_code
 from strom.broker.router import api
 from strom.coordinator.records import OFFSETS_TOPIC
+from strom.coordinator.transactions import COORDINATOR_EPOCH
 from strom.logsafe import printable
 from strom.protocol.errors import KafkaError
 from strom.records.errors import InvalidRecordError
@@ -51,6 +55,11 @@ async def handle_write_txn_markers(ctx, request):
     offsets = []  # (entry, marker): __consumer_offsets, after the plain appends
     for marker in request.markers:
         topics = []
+        refusal = _refusal(broker.txns, marker)
+        if refusal is not None:
+            log.warning("%s marker for producer %d (epoch %d, coordinator epoch %d) from %r "
+                        "refused: %s", _kind(marker), marker.producer_id, marker.producer_epoch,
+                        marker.coordinator_epoch, ctx.header.client_id, refusal[1])
         for t in marker.topics:
             topic = broker.logs.find_topic(t.name)
             parts = []
@@ -59,6 +68,9 @@ async def handle_write_txn_markers(ctx, request):
                 parts.append(entry)
                 if topic is None or not 0 <= index < topic.partitions:
                     entry["error_code"] = ErrorCode.unknown_topic_or_partition
+                    continue
+                if refusal is not None:
+                    entry["error_code"] = refusal[0]
                     continue
                 if t.name == OFFSETS_TOPIC:
                     offsets.append((entry, marker))
@@ -98,6 +110,22 @@ async def handle_write_txn_markers(ctx, request):
                      _kind(marker), marker.producer_id, marker.producer_epoch,
                      printable(", ".join(written)), ctx.header.client_id)
     return ctx.respond({"markers": results})
+
+
+def _refusal(txns, marker) -> tuple[ErrorCode, str] | None:
+    """A marker this node's coordinator could never have sent. Stored in
+    the partition, a coordinator epoch above the only one there is (0)
+    would fence every marker the coordinator writes for that producer, and
+    an epoch above the coordinator's for a transactional producer would
+    fence that producer: either leaves the partition's LSO held for good."""
+    if marker.coordinator_epoch > COORDINATOR_EPOCH:
+        return (ErrorCode.invalid_request,
+                f"coordinator epoch above this node's ({COORDINATOR_EPOCH})")
+    current = txns.current_epoch(marker.producer_id)
+    if current is not None and marker.producer_epoch > current:
+        return (ErrorCode.invalid_producer_epoch,
+                f"producer epoch above its coordinator's ({current})")
+    return None
 
 
 def _kind(marker) -> str:

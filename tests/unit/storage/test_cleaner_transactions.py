@@ -161,3 +161,28 @@ def test_a_swap_interrupted_by_a_crash_leaves_no_stale_txnindex(tmp_path):
     assert not list(d.glob("*.swap"))
     assert plog.aborted_transactions(0, 2) == [(2, 0)]
     assert (d / f"{stem}.txnindex").stat().st_size == 34
+
+
+def test_a_plain_record_past_the_lso_supersedes_nothing(tmp_path):
+    """K=v1 visible, then a transaction opens, then plain K=v2: v2 is past
+    the LSO, so a read_committed reader cannot see it yet, and v1 must stay
+    (Kafka's offset map stops at the first uncleanable offset)."""
+    plog = compacted(tmp_path)
+    put(plog, b"K", b"v1")  # 0
+    plog.roll()
+    plog.append(txn(1, 0, [(b"T", b"t")]))  # 1: open, LSO = 1
+    put(plog, b"K", b"v2")  # 2
+    plog.roll()
+    assert plog.last_stable_offset == 1
+    cleaner.clean(plog, NOW)
+    visible = [(r.offset, r.value) for r in read_all(plog) if r.offset < plog.last_stable_offset]
+    assert visible == [(0, b"v1")]
+
+
+def test_a_record_in_the_active_segment_supersedes_nothing(tmp_path):
+    plog = compacted(tmp_path)
+    put(plog, b"K", b"v1")  # 0
+    plog.roll()
+    put(plog, b"K", b"v2")  # 1, active
+    cleaner.clean(plog, NOW)
+    assert [(r.offset, r.value) for r in read_all(plog)] == [(0, b"v1"), (1, b"v2")]

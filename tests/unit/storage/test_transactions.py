@@ -332,7 +332,8 @@ def test_an_unclean_rebuild_starts_from_the_snapshot_kept_below_the_active_segme
     plog.flush()
     assert plog.snapshot_producers()
     snaps = sorted(p.name for p in (tmp_path / "t-0").glob("*.snapshot"))
-    assert len(snaps) == 2  # the newest, and the one at or below the active base
+    # the newest, and the newest at or below each of the last three segment bases
+    assert len(snaps) == 3
     active_base = plog.active.base_offset
     plog.append(txn(3, 0))
     plog.append_marker(3, 0, False, 0)
@@ -345,6 +346,29 @@ def test_an_unclean_rebuild_starts_from_the_snapshot_kept_below_the_active_segme
     assert plog.ongoing_transactions() == {2: active_base}
     (line,) = [m for m in caplog.messages if "rebuilt the transaction index" in m]
     assert f"from offset {active_base}" in line and "(state from offset -1)" not in line
+
+
+def test_an_unclean_rebuild_behind_two_rolls_starts_from_a_snapshot_near_it(tmp_path, caplog):
+    """The checkpointed recovery point lags the last two rolls: the rebuild
+    starts from the snapshot kept for that older segment, not the log start."""
+    plog = open_log(tmp_path)
+    for i in range(4):
+        plog.append(txn(1, i))
+        plog.append_marker(1, 0, i % 2 == 0, 0)
+        plog.roll()
+        plog.flush()
+        assert plog.snapshot_producers()  # at each segment base: 2, 4, 6, 8
+    plog.append(txn(2, 0))  # 8
+    plog.append_marker(2, 0, False, 0)  # 9
+    expected = plog.aborted_transactions(0, 100)
+    assert expected == [(1, 2), (1, 6), (2, 8)]
+    caplog.set_level("INFO")
+    # no close: an unclean stop whose checkpoint still says 4
+    plog = PartitionLog(DiskMedium(str(tmp_path)), "t-0", LogConfig({"retention.ms": "-1"}),
+                        recovery_point=4)
+    assert plog.aborted_transactions(0, 100) == expected
+    (line,) = [m for m in caplog.messages if "rebuilt the transaction index" in m]
+    assert "from offset 4 (state from offset 4)" in line
 
 
 def test_an_expired_producer_goes_on_at_its_next_sequence(tmp_path):
