@@ -21,6 +21,14 @@ TOPIC = "rec"
 GROUP = "rec-group"
 
 
+def draining(broker_process):
+    """A broker process whose output is read as it comes (the crash-point
+    line is looked for in it)."""
+    broker = broker_process()
+    broker.drain = True
+    return broker
+
+
 def setup(bs):
     admin = AdminClient({"bootstrap.servers": bs})
     for f in admin.create_topics([NewTopic(TOPIC, PARTITIONS, 1), NewTopic("src", 1, 1)]).values():
@@ -129,7 +137,7 @@ def check_recovered(bs, port, committed, src_offset):
 @pytest.mark.parametrize("commit", [True, False], ids=["commit", "abort"])
 @pytest.mark.parametrize("point", ["txn.after_prepare", "txn.mid_markers", "txn.before_complete"])
 def test_sigkill_at_crash_point_during_end_txn(broker_process, point, commit):
-    broker = broker_process()
+    broker = draining(broker_process)
     broker.env["STROM_CRASH_AT"] = point
     broker.start()
     bs = broker.bootstrap_servers
@@ -154,7 +162,7 @@ def test_sigkill_at_crash_point_during_end_txn(broker_process, point, commit):
 def test_sigkill_between_produce_and_end_txn_then_commit(broker_process):
     """The open transaction survives the restart (its partitions are in
     __transaction_state): the producer commits it afterwards."""
-    broker = broker_process().start()
+    broker = draining(broker_process).start()
     bs = broker.bootstrap_servers
     setup(bs)
     p = producer(bs)
@@ -169,7 +177,7 @@ def test_sigkill_between_produce_and_end_txn_then_commit(broker_process):
 def test_sigkill_between_produce_and_end_txn_then_fenced(broker_process):
     """The producer never comes back; its successor's InitProducerId aborts
     the open transaction found after the restart."""
-    broker = broker_process().start()
+    broker = draining(broker_process).start()
     bs = broker.bootstrap_servers
     setup(bs)
     first = producer(bs)
@@ -187,7 +195,7 @@ def test_sigkill_between_produce_and_end_txn_then_fenced(broker_process):
 def test_sigkill_between_produce_and_end_txn_then_timed_out(broker_process):
     """Nobody comes back: the restarted broker aborts the transaction after
     its transaction.timeout.ms."""
-    broker = broker_process()
+    broker = draining(broker_process)
     broker.env["STROM_TRANSACTION_ABORT_TIMED_OUT_TRANSACTION_CLEANUP_INTERVAL_MS"] = "100"
     broker.start()
     bs = broker.bootstrap_servers
