@@ -175,7 +175,8 @@ def run_copy(broker_process, client, per_partition, transaction_size, schedule,
     """Seed, copy with `client` while doing `schedule` [(fraction copied,
     action)], and check exactly-once. Returns how many records the
     read_uncommitted output holds beyond the input (aborted copies)."""
-    broker = broker_process().start()
+    broker = broker_process()
+    broker.start()
     bs = broker.bootstrap_servers
     create_topics(bs, "input", "output")
     sent = seed(bs, "input", per_partition)

@@ -240,6 +240,35 @@ def test_second_producer_fences_the_first(broker):
     assert latest(bs, "fence", IsolationLevel.READ_COMMITTED) == hwm
 
 
+def test_second_producer_fences_the_first_kafka_python(broker):
+    from kafka import KafkaProducer
+    from kafka.errors import InvalidProducerEpochError, KafkaError as KPError, ProducerFencedError
+
+    bs = broker.bootstrap_servers
+    create_topic(bs, "fence-kp")
+    first = KafkaProducer(bootstrap_servers=bs, transactional_id="fenced-kp")
+    first.init_transactions()
+    first.begin_transaction()
+    first.send("fence-kp", value=b"first-open", partition=0).get(10)
+    second = KafkaProducer(bootstrap_servers=bs, transactional_id="fenced-kp")
+    second.init_transactions()
+    second.begin_transaction()
+    for v in (b"second", END):
+        second.send("fence-kp", value=v, partition=0)
+    second.commit_transaction()
+    with pytest.raises(KPError) as raised:
+        first.send("fence-kp", value=b"first-late", partition=0).get(10)
+        first.commit_transaction()
+    assert isinstance(raised.value, (ProducerFencedError, InvalidProducerEpochError)) or \
+        isinstance(getattr(raised.value, "__cause__", None),
+                   (ProducerFencedError, InvalidProducerEpochError)), repr(raised.value)
+    first.close(timeout=5)
+    second.close(timeout=5)
+    assert [v for _, _, v in read_confluent(bs, "fence-kp", "read_committed")] == [b"second", END]
+    everything = [v for _, _, v in read_confluent(bs, "fence-kp", "read_uncommitted")]
+    assert b"first-late" not in everything, everything
+
+
 def test_fenced_producer_cannot_write_with_its_old_epoch(broker):
     """The broker itself refuses the old epoch (the client may give up
     before sending): InitProducerId again bumps the epoch, and the old

@@ -17,6 +17,11 @@ fences the old one and aborts its open transaction, and the group's
 committed offsets say where to go on.
 
 Clients: confluent-kafka (librdkafka), kafka-python, aiokafka.
+
+Diagnosing a stall: SIGUSR1 dumps its stacks; COPIER_DEBUG=<librdkafka
+debug contexts> turns on the clients' debug logs (DEBUG logging for
+kafka-python and aiokafka); test_txn_copier.py appends every copier line to
+the file COPIER_LOG names.
 """
 
 import argparse
