@@ -1,20 +1,26 @@
-"""Replay of an internal topic's records at start-up, damage-tolerant.
+"""Replay of an internal topic's records at start-up, damage-tolerant: the
+one loop both coordinators load their state with.
 
-`replay_log(plog, apply)` reads a coordinator's partition from its start
-and calls `apply(key_bytes, value_bytes)` for every record of every data
-batch, in offset order. Damage is skipped and counted by kind, with the
-first offset of each: a batch that fails its CRC or does not decode, a
-record `apply` rejects with BadRecordError (its `kind`), or one whose
-replay raises anything else. It costs the state those records held,
-never the start. Control batches (transaction markers) are passed over.
+`replay_log(plog, apply, apply_marker=None)` reads a coordinator's
+partition from its start, in offset order, and calls
+`apply(key, value, producer_id, offset)` for every record of every data
+batch (`producer_id` is the batch's for a transactional batch, else -1)
+and `apply_marker(producer_id, commit)` for every control batch (passed
+over without it). Damage is skipped and counted by kind, with the first
+offset of each: a batch that fails its CRC or does not decode, a record
+`apply` rejects with BadRecordError (its `kind`), or one whose replay
+raises anything else. It costs the state those records held, never the
+start.
 """
 
 from strom.coordinator.records import BadRecordError
 from strom.records.batch import batch_records, iter_batches, validate_batch
+from strom.records.control import COMMIT, marker_of
 
 
-def replay_log(plog, apply) -> tuple[int, dict[str, tuple[int, int]]]:
-    """(records replayed, {kind: (count, first offset)} of what was skipped)."""
+def replay_log(plog, apply, apply_marker=None) -> tuple[int, dict[str, tuple[int, int]]]:
+    """(records and markers replayed, {kind: (count, first offset)} of what
+    was skipped)."""
     skipped: dict[str, tuple[int, int]] = {}
 
     def skip(kind: str, offset: int, n: int = 1) -> None:
@@ -32,20 +38,30 @@ def replay_log(plog, apply) -> tuple[int, dict[str, tuple[int, int]]]:
                 continue  # a compacted remnant before `offset`, or a bogus header
             try:
                 validate_batch(data, pos)
-                records = [] if header.is_control else batch_records(data, pos)
+                marker = None
+                if not header.is_control:
+                    records = batch_records(data, pos)
+                elif apply_marker is not None:
+                    records, marker = [], marker_of(data, pos)
+                else:
+                    records = []
             except Exception:  # noqa: BLE001 (any failure to decode is damage)
                 skip("a batch that does not decode", header.base_offset,
                      max(header.records_count, 1))
                 # Its header may be damaged too: move on, but not past the log end.
                 offset = max(offset + 1, min(header.next_offset, plog.log_end_offset))
                 continue
+            if marker is not None:
+                apply_marker(header.producer_id, marker[0] == COMMIT)
+                count += 1
+            producer_id = header.producer_id if header.is_transactional else -1
             for r in records:
                 if r.offset < offset:
                     continue
                 try:
                     if r.key is None:
                         raise BadRecordError("a record without a key", "")
-                    apply(r.key, r.value)
+                    apply(r.key, r.value, producer_id, r.offset)
                     count += 1
                 except BadRecordError as e:
                     skip(e.kind, r.offset)

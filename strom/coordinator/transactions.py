@@ -111,7 +111,10 @@ class TransactionCoordinator:
                                timeout=10)
         self._timer = asyncio.create_task(self._tick())
 
-    def _replay_raw(self, key: bytes, value: bytes | None) -> None:
+    def _replay_raw(self, key: bytes, value: bytes | None, producer_id: int = -1,
+                    offset: int = -1) -> None:
+        """One record's bytes, as written (replay_log also passes where they
+        are, which this state does not need)."""
         k = rec.decode_key(key)
         self.replay(k, rec.decode_value(value))
 
