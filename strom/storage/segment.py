@@ -197,6 +197,9 @@ class Segment(SegmentDamage):
         else:
             self.verified_to = min(self.verified_to, self.size)
             self.unverified_end = min(self.unverified_end, self.size)
+        # Rewritten indexes of a segment that may be trusted below the
+        # recovery point from now on: the next flush fsyncs them.
+        self.indexes_unsynced = True
         self.offset_index.write_pending()
         self.time_index.write_pending()
         return cut

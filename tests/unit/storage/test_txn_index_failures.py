@@ -146,3 +146,20 @@ def test_a_rolled_segments_indexes_are_synced_though_flushed_while_active(tmp_pa
     seg_dir = tmp_path / "t-0"
     assert (seg_dir / "00000000000000000000.txnindex").stat().st_size == 34
     assert (seg_dir / "00000000000000000000.index").stat().st_size > 0  # written, then synced
+
+
+def test_indexes_rebuilt_by_recovery_are_synced_by_the_next_flush(tmp_path):
+    """Recovery rewrites a segment's indexes, and the segment is trusted
+    below the recovery point from then on: they are fsynced before that."""
+    cfg = config(**{"index.interval.bytes": "1"})
+    plog = PartitionLog(DiskMedium(str(tmp_path)), "t-0", cfg)
+    plog.append(txn(1, 0, 3))
+    plog.append_marker(1, 0, False, 0)
+    plog.roll()
+    plog.append(plain())
+    plog.flush()
+    first = plog.segments[0]
+    first.recover()  # what an unclean load does to each segment it re-reads
+    assert first.indexes_unsynced
+    plog.flush()
+    assert not first.indexes_unsynced
