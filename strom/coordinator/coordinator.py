@@ -30,6 +30,7 @@ from kio.schema.errors import ErrorCode
 from strom.coordinator import records as rec
 from strom.coordinator.consumer_group import ConsumerGroups
 from strom.coordinator.offsets_load import load_offsets_topic
+from strom.coordinator.replay import internal_log, log_skipped, restore_config
 from strom.coordinator.txn_offsets import PendingOffsets, TransactionalOffsets
 from strom.coordinator.group import (
     COMPLETING_REBALANCE,
@@ -98,36 +99,20 @@ class GroupCoordinator(TransactionalOffsets):
         self._timer = asyncio.create_task(self._tick())
         if rec.OFFSETS_TOPIC not in self.logs.topics:
             return  # created by the first write (_offsets_log), as Kafka does
-        self._restore_offsets_topic_config()
+        restore_config(self.logs, rec.OFFSETS_TOPIC, _OFFSETS_TOPIC_CONFIG)
         self.plog = self.logs.get_log(rec.OFFSETS_TOPIC, 0)
         count, skipped = load_offsets_topic(self.plog, self.replay, self.replay_marker)
         if count:
             log.info("loaded %d groups and committed offsets of %d groups from %d records",
                      len(self.groups), len(self.offsets), count)
-        for kind, (n, example) in sorted(skipped.items()):
-            log.error("%s: skipped %d record(s) that cannot be loaded (%s), e.g. at offset %d; "
-                      "the state they held is lost, the rest is loaded",
-                      rec.OFFSETS_TOPIC, n, kind, example)
+        log_skipped(rec.OFFSETS_TOPIC, skipped)
 
     def _offsets_log(self):
         """The offsets topic, created on first use: a broker that never sees
         a consumer group does not pay for it (three fsyncs at start-up)."""
         if self.plog is None:
-            if rec.OFFSETS_TOPIC not in self.logs.topics:
-                self.logs.create_topic(rec.OFFSETS_TOPIC, 1, dict(_OFFSETS_TOPIC_CONFIG))
-            self.plog = self.logs.get_log(rec.OFFSETS_TOPIC, 0)
+            self.plog = internal_log(self.logs, rec.OFFSETS_TOPIC, _OFFSETS_TOPIC_CONFIG)
         return self.plog
-
-    def _restore_offsets_topic_config(self) -> None:
-        """A topic registry rebuilt from the partition directories (after
-        damage) knows no configs: the offsets topic must be compacted again,
-        or it grows without bound."""
-        topic = self.logs.get_topic(rec.OFFSETS_TOPIC)
-        if topic.config.overrides.get("cleanup.policy") == "compact":
-            return
-        log.warning("%s: restoring its configs %s (were %s)", rec.OFFSETS_TOPIC,
-                    _OFFSETS_TOPIC_CONFIG, topic.config.overrides)
-        self.logs.alter_topic_config(rec.OFFSETS_TOPIC, dict(_OFFSETS_TOPIC_CONFIG))
 
     async def stop(self) -> None:
         if self._timer:

@@ -48,15 +48,16 @@ class GroupKey:
     group: str
 
 
-def _dump(obj: dict) -> bytes:
+def dump_json(obj: dict) -> bytes:
+    """JSON with sorted keys: equal keys are equal bytes (compaction)."""
     return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
 
 
 def encode_key(key) -> bytes:
     if isinstance(key, OffsetKey):
-        return _dump({"type": "offset", "group": key.group, "topic": key.topic,
+        return dump_json({"type": "offset", "group": key.group, "topic": key.topic,
                       "partition": key.partition})
-    return _dump({"type": "group", "group": key.group})
+    return dump_json({"type": "group", "group": key.group})
 
 
 class BadRecordError(ValueError):
@@ -76,7 +77,8 @@ _MEMBER = {"assignment": str, "client_host": str, "client_id": str,
            "session_timeout_ms": int, "subscription": str}
 
 
-def _load(raw: bytes, what: str) -> dict:
+def load_object(raw: bytes, what: str) -> dict:
+    """A JSON object, or BadRecordError naming `what` is wrong."""
     try:
         obj = json.loads(raw)
     except (ValueError, TypeError) as e:  # UnicodeDecodeError is a ValueError
@@ -97,7 +99,7 @@ def _check(obj: dict, schema: dict, what: str) -> dict:
 
 
 def decode_key(raw: bytes):
-    obj = _load(raw, "key")
+    obj = load_object(raw, "key")
     kind = obj.get("type")
     if kind == "offset":
         _check(obj, _OFFSET_KEY, "offset key")
@@ -109,14 +111,14 @@ def decode_key(raw: bytes):
 
 
 def encode_value(value: dict | None) -> bytes | None:
-    return None if value is None else _dump(value)
+    return None if value is None else dump_json(value)
 
 
 def decode_value(key, raw: bytes | None) -> dict | None:
     """The value of `key`'s record, checked against its schema."""
     if raw is None:
         return None
-    obj = _load(raw, "value")
+    obj = load_object(raw, "value")
     if isinstance(key, OffsetKey):
         return _check(obj, _OFFSET_VALUE, "offset value")
     _check(obj, _GROUP_VALUE, "group value")

@@ -1,5 +1,6 @@
-"""Replay of an internal topic's records at start-up, damage-tolerant: the
-one loop both coordinators load their state with.
+"""The coordinators' internal topics: replay of their records at start-up,
+damage-tolerant (the one loop both coordinators load their state with),
+and the upkeep both need (created on first use, their configs restored).
 
 `replay_log(plog, apply, apply_marker=None)` reads a coordinator's
 partition from its start, in offset order, and calls
@@ -13,9 +14,39 @@ raises anything else. It costs the state those records held, never the
 start.
 """
 
+import logging
+
 from strom.coordinator.records import BadRecordError
 from strom.records.batch import batch_records, iter_batches, validate_batch
 from strom.records.control import COMMIT, marker_of
+
+log = logging.getLogger(__name__)
+
+
+def internal_log(logs, topic: str, config: dict[str, str]):
+    """Partition 0 of an internal topic, created on first use: a broker
+    that never needs it does not pay for it (fsyncs at start-up)."""
+    if topic not in logs.topics:
+        logs.create_topic(topic, 1, dict(config))
+    return logs.get_log(topic, 0)
+
+
+def restore_config(logs, topic: str, config: dict[str, str]) -> None:
+    """A topic registry rebuilt from the partition directories (after
+    damage) knows no configs: an internal topic must be compacted again,
+    or it grows without bound."""
+    current = logs.get_topic(topic).config.overrides
+    if current.get("cleanup.policy") == "compact":
+        return
+    log.warning("%s: restoring its configs %s (were %s)", topic, config, current)
+    logs.alter_topic_config(topic, dict(config))
+
+
+def log_skipped(topic: str, skipped: dict[str, tuple[int, int]]) -> None:
+    """One line per kind of damage replay_log skipped."""
+    for kind, (n, example) in sorted(skipped.items()):
+        log.error("%s: skipped %d record(s) that cannot be loaded (%s), e.g. at offset %d; "
+                  "the state they held is lost, the rest is loaded", topic, n, kind, example)
 
 
 def replay_log(plog, apply, apply_marker=None) -> tuple[int, dict[str, tuple[int, int]]]:

@@ -39,7 +39,7 @@ from strom import crashpoints
 from strom.coordinator import txn_records as rec
 from strom.coordinator import txn_state as st
 from strom.coordinator.records import OFFSETS_TOPIC
-from strom.coordinator.replay import replay_log
+from strom.coordinator.replay import internal_log, log_skipped, replay_log, restore_config
 from strom.logsafe import printable
 from strom.protocol.errors import KafkaError, error_for
 from strom.records import Record, build_batch
@@ -89,15 +89,12 @@ class TransactionCoordinator:
 
     async def start(self) -> None:
         if rec.TRANSACTION_STATE_TOPIC in self.logs.topics:
-            self._restore_topic_config()
+            restore_config(self.logs, rec.TRANSACTION_STATE_TOPIC, _TOPIC_CONFIG)
             self.plog = self.logs.get_log(rec.TRANSACTION_STATE_TOPIC, 0)
             count, skipped = replay_log(self.plog, self._replay_raw)
             if count:
                 log.info("loaded %d transactional ids from %d records", len(self.transactions), count)
-            for kind, (n, example) in sorted(skipped.items()):
-                log.error("%s: skipped %d record(s) that cannot be loaded (%s), e.g. at offset %d; "
-                          "the state they held is lost, the rest is loaded",
-                          rec.TRANSACTION_STATE_TOPIC, n, kind, example)
+            log_skipped(rec.TRANSACTION_STATE_TOPIC, skipped)
         prepared = [tid for tid, m in self.transactions.items()
                     if m.state in (rec.PREPARE_COMMIT, rec.PREPARE_ABORT)]
         for tid in prepared:
@@ -118,21 +115,9 @@ class TransactionCoordinator:
         k = rec.decode_key(key)
         self.replay(k, rec.decode_value(value))
 
-    def _restore_topic_config(self) -> None:
-        """A registry rebuilt from the partition directories knows no
-        configs: the topic must be compacted again, or it grows without bound."""
-        topic = self.logs.get_topic(rec.TRANSACTION_STATE_TOPIC)
-        if topic.config.overrides.get("cleanup.policy") == "compact":
-            return
-        log.warning("%s: restoring its configs %s (were %s)", rec.TRANSACTION_STATE_TOPIC,
-                    _TOPIC_CONFIG, topic.config.overrides)
-        self.logs.alter_topic_config(rec.TRANSACTION_STATE_TOPIC, dict(_TOPIC_CONFIG))
-
     def _state_log(self):
         if self.plog is None:
-            if rec.TRANSACTION_STATE_TOPIC not in self.logs.topics:
-                self.logs.create_topic(rec.TRANSACTION_STATE_TOPIC, 1, dict(_TOPIC_CONFIG))
-            self.plog = self.logs.get_log(rec.TRANSACTION_STATE_TOPIC, 0)
+            self.plog = internal_log(self.logs, rec.TRANSACTION_STATE_TOPIC, _TOPIC_CONFIG)
         return self.plog
 
     async def stop(self) -> None:

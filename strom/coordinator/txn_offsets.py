@@ -76,9 +76,6 @@ class PendingOffsets:
                     out.add((key.topic, key.partition))
         return out
 
-    def groups_of(self, producer_id: int) -> set[str]:
-        return {key.group for key in self.by_producer.get(producer_id, ())}
-
 
 def check_txn_commit(group: Group | None, consumer_error: ErrorCode | None, member_id: str,
                      generation_id: int, instance_id: str | None) -> ErrorCode:

@@ -24,10 +24,9 @@ offsets topic's records) whose `kind` names the problem for the one
 summary line start-up logs.
 """
 
-import json
 from dataclasses import dataclass
 
-from strom.coordinator.records import BadRecordError
+from strom.coordinator.records import BadRecordError, dump_json, load_object
 
 TRANSACTION_STATE_TOPIC = "__transaction_state"
 
@@ -55,26 +54,12 @@ class TxnKey:
     transactional_id: str
 
 
-def _dump(obj: dict) -> bytes:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
-
-
 def encode_key(key: TxnKey) -> bytes:
-    return _dump({"type": "txn", "transactional_id": key.transactional_id})
+    return dump_json({"type": "txn", "transactional_id": key.transactional_id})
 
 
 def encode_value(value: dict | None) -> bytes | None:
-    return None if value is None else _dump(value)
-
-
-def _load(raw: bytes, what: str) -> dict:
-    try:
-        obj = json.loads(raw)
-    except (ValueError, TypeError) as e:  # UnicodeDecodeError is a ValueError
-        raise BadRecordError(f"{what} is not JSON", str(e)) from None
-    if not isinstance(obj, dict):
-        raise BadRecordError(f"{what} is not a JSON object", repr(obj)[:80])
-    return obj
+    return None if value is None else dump_json(value)
 
 
 def _is_int(value) -> bool:
@@ -82,7 +67,7 @@ def _is_int(value) -> bool:
 
 
 def decode_key(raw: bytes) -> TxnKey:
-    obj = _load(raw, "key")
+    obj = load_object(raw, "key")
     if obj.get("type") != "txn":
         raise BadRecordError("key of an unknown type", repr(obj.get("type"))[:80])
     tid = obj.get("transactional_id")
@@ -96,7 +81,7 @@ def decode_value(raw: bytes | None) -> dict | None:
     """A transaction's stored state, checked field by field."""
     if raw is None:
         return None
-    obj = _load(raw, "value")
+    obj = load_object(raw, "value")
     for name, type_ in _VALUE.items():
         value = obj.get(name, ...)
         if not isinstance(value, type_) or isinstance(value, bool):

@@ -229,6 +229,31 @@ def iter_batches(buf, pos: int = 0, end: int | None = None):
         pos += header.size
 
 
+_BATCH_LENGTH = struct.Struct(">i")
+_PRODUCER = struct.Struct(">qh")
+
+
+def transactional_producer(buf) -> tuple[int, int] | None:
+    """(producer_id, producer_epoch) if `buf` (one partition's records in a
+    Produce request) holds a transactional batch, else None. One batch, what
+    every client sends, costs a length read and a byte test. A
+    transactional batch beside others is InvalidRecordError: Kafka allows
+    one batch per partition from Produce v3 on. Lengths are the client's:
+    the walk only moves forward and never reads past `buf`."""
+    end = len(buf)
+    if end < BATCH_HEADER_SIZE:
+        return None  # not a batch: the append refuses it
+    if _BATCH_LENGTH.unpack_from(buf, 8)[0] + LOG_OVERHEAD >= end:
+        return _PRODUCER.unpack_from(buf, 43) if buf[22] & 0x10 else None  # attributes, low byte
+    pos = 0
+    while pos + BATCH_HEADER_SIZE <= end:
+        if buf[pos + 22] & 0x10:
+            raise InvalidRecordError("a transactional batch must be the only batch of its "
+                                     "partition in a produce request")
+        pos += max(_BATCH_LENGTH.unpack_from(buf, pos + 8)[0] + LOG_OVERHEAD, BATCH_HEADER_SIZE)
+    return None
+
+
 def patch_base_offset(batch: bytearray | memoryview, base_offset: int, pos: int = 0) -> None:
     _Q.pack_into(batch, pos, base_offset)
 

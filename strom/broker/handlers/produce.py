@@ -18,7 +18,6 @@ will never end. Such a batch must be alone in its partition's records
 """
 
 import logging
-import struct
 
 from kio.schema.errors import ErrorCode
 
@@ -28,37 +27,11 @@ from strom.broker.router import api
 from strom.coordinator import is_internal_topic
 from strom.logsafe import printable
 from strom.protocol.produce_response import encode_produce_response
+from strom.records.batch import transactional_producer
 from strom.records.errors import InvalidRecordError
 from strom.storage import StorageError
 
 log = logging.getLogger(__name__)
-
-_BATCH_LENGTH = struct.Struct(">i")  # at offset 8; the batch is 12 bytes longer
-_PRODUCER = struct.Struct(">qh")  # producer id, producer epoch at offset 43
-_ATTRIBUTES_LOW = 22  # low byte of the int16 attributes; 0x10 = transactional
-_HEADER_SIZE = 61
-
-
-def _transactional_producer(records) -> tuple[int, int] | None:
-    """(producer_id, producer_epoch) if the data holds a transactional
-    batch, else None. One batch (what every client sends) costs one length
-    read and one byte test; several are all looked at."""
-    end = len(records)
-    if end < _HEADER_SIZE:
-        return None  # not a batch: the append refuses it
-    size = _BATCH_LENGTH.unpack_from(records, 8)[0] + 12
-    if size >= end:
-        if not records[_ATTRIBUTES_LOW] & 0x10:
-            return None
-        return _PRODUCER.unpack_from(records, 43)
-    pos = 0
-    while pos + _HEADER_SIZE <= end:
-        if records[pos + _ATTRIBUTES_LOW] & 0x10:
-            raise InvalidRecordError("a transactional batch must be the only batch of its "
-                                     "partition in a produce request")
-        pos += max(_BATCH_LENGTH.unpack_from(records, pos + 8)[0] + 12, _HEADER_SIZE)
-    return None
-
 
 @api(0)
 def handle_produce(ctx, request):
@@ -95,13 +68,7 @@ def handle_produce(ctx, request):
                 if part.records is None:
                     raise InvalidRecordError("produce request without records")
                 records = part.records
-                # One non-transactional batch (every idempotent or plain
-                # producer's request) passes these three tests; the rest
-                # take the full look.
-                producer = None
-                if (len(records) < _HEADER_SIZE or records[_ATTRIBUTES_LOW] & 0x10
-                        or _BATCH_LENGTH.unpack_from(records, 8)[0] + 12 != len(records)):
-                    producer = _transactional_producer(records)
+                producer = transactional_producer(records)
                 if producer is not None:
                     code = broker.txns.check_partition(producer[0], producer[1], name, part.index)
                     if code:

@@ -140,3 +140,21 @@ def test_header_fields():
     h = BatchHeader.parse(raw)
     assert (h.producer_id, h.producer_epoch, h.base_sequence) == (7, 2, 9)
     assert h.is_transactional and not h.is_control
+
+
+def test_transactional_producer_reads_one_batch_and_refuses_a_shared_one():
+    from strom.records.batch import transactional_producer
+
+    txn = build_batch([Record(b"k", b"v", 1)], producer_id=7, producer_epoch=2, base_sequence=0,
+                      is_transactional=True)
+    plain = build_batch([Record(b"k", b"v", 1)], producer_id=7, producer_epoch=2, base_sequence=0)
+    assert transactional_producer(txn) == (7, 2)
+    assert transactional_producer(plain) is None
+    assert transactional_producer(plain + plain) is None
+    assert transactional_producer(b"short") is None
+    with pytest.raises(InvalidRecordError):
+        transactional_producer(plain + txn)
+    # a lying batch length only moves the walk forward
+    lying = bytearray(plain + plain)
+    lying[8:12] = (-5).to_bytes(4, "big", signed=True)
+    assert transactional_producer(bytes(lying)) is None

@@ -1,3 +1,6 @@
+import contextlib
+import os
+
 from strom.records import Compression, Record, build_batch
 
 
@@ -26,3 +29,16 @@ def read_all(plog, start=None):
                     out.append(r)
             offset = header.next_offset
     return out
+
+
+@contextlib.contextmanager
+def dev_full(disk_file):
+    """`disk_file`'s descriptor pointed at /dev/full, a real device whose
+    writes fail (ENOSPC) and whose fdatasync and pread fail too; its own
+    descriptor is put back afterwards."""
+    real_fd, disk_file._fd = disk_file._fd, os.open("/dev/full", os.O_WRONLY)
+    try:
+        yield
+    finally:
+        os.close(disk_file._fd)
+        disk_file._fd = real_fd

@@ -1,4 +1,3 @@
-import contextlib
 import os
 
 import pytest
@@ -8,21 +7,12 @@ from strom.records.batch import BatchHeader
 from strom.storage import LogConfig, OffsetOutOfRangeError, PartitionLog, RecordTooLargeError
 from strom.storage.errors import LogWriteError
 
-from .helpers import batch, read_all
+from .helpers import batch, dev_full, read_all
 
 
-@contextlib.contextmanager
 def on_dev_full(plog):
-    """The active segment's descriptor pointed at /dev/full, a real device
-    whose writes fail (ENOSPC) and whose fdatasync and pread fail too;
-    the segment's own descriptor is put back afterwards."""
-    f = plog.active.log_file
-    real_fd, f._fd = f._fd, os.open("/dev/full", os.O_WRONLY)
-    try:
-        yield
-    finally:
-        os.close(f._fd)
-        f._fd = real_fd
+    """The active segment's .log on /dev/full (helpers.dev_full)."""
+    return dev_full(plog.active.log_file)
 
 
 def open_log(medium, **configs):

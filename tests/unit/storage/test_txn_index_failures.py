@@ -7,7 +7,6 @@ The failing disk is real: the index file's descriptor is pointed at
 EINVAL). "SIGKILL" is a second PartitionLog opened on the same directory
 with the first one's recovery point, the first never closed."""
 
-import contextlib
 import os
 
 from strom.records import Record, build_batch
@@ -15,17 +14,8 @@ from strom.records.batch import batch_records
 from strom.storage import LogConfig, PartitionLog, cleaner, transactions
 from strom.storage.files import DiskMedium
 
+from .helpers import dev_full
 from .test_transactions import TS, plain, txn
-
-
-@contextlib.contextmanager
-def on_dev_full(disk_file):
-    real_fd, disk_file._fd = disk_file._fd, os.open("/dev/full", os.O_WRONLY)
-    try:
-        yield
-    finally:
-        os.close(disk_file._fd)
-        disk_file._fd = real_fd
 
 
 def config(**extra):
@@ -57,7 +47,7 @@ def committed_values(plog):
 def test_a_failed_abort_entry_write_is_not_trusted_after_an_unclean_stop(tmp_path):
     plog = PartitionLog(DiskMedium(str(tmp_path)), "t-0", config())
     plog.append(txn(1, 0, 3))  # 0-2
-    with on_dev_full(plog.active.txn_index._file):
+    with dev_full(plog.active.txn_index._file):
         plog.append_marker(1, 0, False, 0)  # 3: ABORT, its entry not written
     assert plog.aborted_transactions(0, 4) == [(1, 0)]  # served from memory meanwhile
     assert not (tmp_path / "t-0" / "00000000000000000000.txnindex").exists()
@@ -80,7 +70,7 @@ def test_a_failed_rebuild_write_leaves_no_short_file_to_trust(tmp_path):
     path = tmp_path / "t-0" / "00000000000000000000.txnindex"
     os.truncate(path, 0)  # what the rebuild is to replace: short
     seg = plog.segments[0]
-    with on_dev_full(seg.txn_index._file):
+    with dev_full(seg.txn_index._file):
         transactions.rebuild(plog, 0)
     assert seg.txn_index.entries and plog.aborted_transactions(0, 5) == [(1, 0)]
     assert not path.exists()
@@ -103,7 +93,7 @@ def test_a_failed_index_write_in_the_cleaners_swap_is_not_trusted_after_a_restar
 
     def failing_new_segment(base):  # the swapped-in segment's index lands on /dev/full
         seg = new_segment(base)
-        cm = on_dev_full(seg.txn_index._file)
+        cm = dev_full(seg.txn_index._file)
         cm.__enter__()
         opened.append(cm)
         return seg
